@@ -1,0 +1,125 @@
+"""MACs and parameter counts from the expanded spec, in two exact conventions (DESIGN.md §4).
+
+- ``torch``: exactly what the decoded ``nn.Module`` has — every Conv2d's c_in·c_out·k²/g·h·w
+  (SE convs included), the classifier's in·out; params = every parameter (BN γ/β, SE and
+  classifier biases included).
+- ``tinynas``: the reference implementation's accounting — float sides r/s, each conv+BN has
+  p = weights + 2·c_out params and p·r² MACs, each activation c·r² MACs, average pools c·r²,
+  SE params only, no classifier.
+
+The functions are plain arithmetic over ints or numpy arrays, so the population evaluator and
+the continuous relaxation call the very same code as the single-genotype path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .units import Conv, Network, block_convs, se_width, shortcut
+
+CONVENTIONS = ("torch", "tinynas")
+
+
+def check_convention(convention: str) -> str:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention: expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
+    return convention
+
+
+def conv_cost(conv: Conv, side, convention: str):
+    """(MACs, params) of one conv+BN whose output side is ``side``."""
+    params = conv.weights + 2 * conv.c_out
+    if convention == "torch":
+        return conv.weights * side * side, params
+    # tinynas: BN params are counted as MACs too, plus the activation on the output.
+    return (params + conv.c_out) * side * side, params
+
+
+def convs_cost(convs, r_in, r_out, convention: str):
+    """(MACs, params) of a chain of convs: those before the strided conv run at ``r_in``, the rest at ``r_out``."""
+    macs = params = 0
+    side = r_in
+    for conv in convs:
+        if conv.s == 2:
+            side = r_out
+        m, p = conv_cost(conv, side, convention)
+        macs, params = macs + m, params + p
+    return macs, params
+
+
+def block_cost(block: str, c_in, out, btn, k, s: int, r_in, r_out, first: bool, convention: str):
+    """(MACs, params) of one block: main path, shortcut, pooling and SE (DESIGN.md §4)."""
+    convs = block_convs(block, c_in, out, btn, k, s)
+    macs, params = convs_cost(convs, r_in, r_out, convention)
+    _, projection, pooled = shortcut(block, c_in, out, s, first)
+    if projection:
+        m, p = conv_cost(Conv(c_in, out, 1, 1), r_out, convention)
+        macs, params = macs + m, params + p
+    if convention == "tinynas":
+        macs = macs + pooled * c_in * r_in * r_in
+    if block == "mbconv_se":
+        se = se_width(btn)
+        if convention == "torch":
+            # fc1 (btn->se) and fc2 (se->btn) are 1x1 convs with bias on a 1x1 map.
+            macs = macs + 2 * btn * se
+            params = params + 2 * btn * se + se + btn
+        else:
+            params = params + btn * se + 2 * se + se * btn + 2 * btn
+    return macs, params
+
+
+def classifier_cost(c_last, num_classes, convention: str):
+    """(MACs, params) of the Linear classifier (torch only; tinynas counts none)."""
+    if convention == "torch":
+        return c_last * num_classes, c_last * num_classes + num_classes
+    return 0, 0
+
+
+def float_sides(network: Network) -> list[tuple[float, float]]:
+    """Per-unit (r_in, r_out) with the tinynas float arithmetic r/s."""
+    r = float(network.genotype.image_size)
+    out = []
+    for u in network.units:
+        out.append((r, r / u.s))
+        r = r / u.s
+    return out
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Totals and per-unit costs of one network in one convention."""
+
+    macs: int | float
+    params: int | float
+    unit_macs: tuple
+    unit_params: tuple
+    convention: str
+
+
+def network_costs(network: Network, convention: str = "torch") -> Costs:
+    """MACs and params of an expanded network, summed unit by unit.
+
+    Args:
+        network: the expanded genotype (``units.expand``).
+        convention: ``torch`` (exact for the decoded module) or ``tinynas``.
+
+    Returns:
+        ``Costs`` with totals and per-unit values; the classifier is included in the totals
+        (torch) but in no unit.
+    """
+    check_convention(convention)
+    sides = float_sides(network) if convention == "tinynas" else [(u.r_in, u.r_out) for u in network.units]
+    um, up = [], []
+    for u, (r_in, r_out) in zip(network.units, sides):
+        if u.kind == "block":
+            m, p = block_cost(u.block, u.c_in, u.c_out, u.btn, u.k, u.s, r_in, r_out, u.first, convention)
+        else:
+            m, p = convs_cost(u.layers, r_in, r_out, convention)
+        um.append(m)
+        up.append(p)
+    g = network.genotype
+    cm, cp = classifier_cost(network.out_channels, g.num_classes, convention)
+    macs, params = sum(um) + cm, sum(up) + cp
+    if convention == "torch":
+        macs, params = int(macs), int(params)
+    return Costs(macs, params, tuple(um), tuple(up), convention)

@@ -1,0 +1,93 @@
+"""The DeepMAD design problem as a pymoo ``Problem`` over the integer genotype vector.
+
+F = −objective (pymoo minimises). G (≤ 0 feasible), every column normalised:
+ρ/ρ0 − 1, MACs/B_macs − 1, params/B_params − 1, L/L_max − 1 (the budgets that are set) and the
+largest channel decrease between consecutive stages over the channel range (guideline 3, when on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
+
+from .objective import DEFAULT_BETA, PopulationEvaluation, check_alpha, evaluate_population
+from .space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Constraints of a search; ``None`` switches a budget off."""
+
+    rho: float = 0.5
+    macs: float | None = None
+    params: float | None = None
+    max_layers: int | None = None
+    monotone: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.rho > 0):
+            raise ValueError(f"budget.rho: expected a positive number, got {self.rho}")
+        for name in ("macs", "params", "max_layers"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"budget.{name}: expected a positive number or none, got {v}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the G columns, in order."""
+        names = ["rho"]
+        names += [n for n in ("macs", "params", "max_layers") if getattr(self, n) is not None]
+        return tuple(names + (["monotone"] if self.monotone else []))
+
+
+def constraint_values(ev: PopulationEvaluation, out: np.ndarray, budget: Budget, channel_range: float) -> np.ndarray:
+    """The normalised constraint matrix G (N, n_constr) of evaluated networks."""
+    cols = [ev.rho / budget.rho - 1.0]
+    if budget.macs is not None:
+        cols.append(ev.macs / budget.macs - 1.0)
+    if budget.params is not None:
+        cols.append(ev.params / budget.params - 1.0)
+    if budget.max_layers is not None:
+        cols.append(ev.layers / budget.max_layers - 1.0)
+    if budget.monotone:
+        drop = np.max(out[:, :-1] - out[:, 1:], axis=1, initial=0) if out.shape[1] > 1 else np.zeros(len(out))
+        cols.append(drop / channel_range)
+    return np.column_stack(cols).astype(float)
+
+
+class DeepMADProblem(Problem):
+    """Maximise the DeepMAD objective of a search space's genotypes under a ``Budget``."""
+
+    def __init__(self, space: SearchSpace, budget: Budget, alpha=None, beta: float = DEFAULT_BETA,
+                 convention: str = "torch") -> None:
+        self.space, self.budget = space, budget
+        self.alpha = check_alpha(alpha, space.template.num_segments)
+        self.beta, self.convention = float(beta), convention
+        self.n_evals = 0
+        xl, xu = space.bounds
+        super().__init__(n_var=space.n_var, n_obj=1, n_ieq_constr=len(budget.names), xl=xl, xu=xu, vtype=int)
+
+    def evaluate_vectors(self, X: np.ndarray) -> tuple[PopulationEvaluation, np.ndarray]:
+        """Evaluate integer vectors; returns the evaluation and the constraint matrix G."""
+        stem, out, btn, kernel, depth = self.space.decode(X)
+        ev = evaluate_population(self.space.template, stem, out, btn, kernel, depth, self.alpha, self.beta,
+                                 self.convention)
+        self.n_evals += len(X)
+        channel_range = float(self.space.channels[-1])
+        return ev, constraint_values(ev, out, self.budget, channel_range)
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        ev, G = self.evaluate_vectors(np.asarray(X))
+        out["F"] = -ev.objective[:, None]
+        out["G"] = G
+
+
+class MonotoneRepair(Repair):
+    """Make stage channels non-decreasing (a running maximum), when the budget asks for it."""
+
+    def _do(self, problem, X, **kwargs):
+        X = np.round(np.asarray(X)).astype(np.int64)
+        return problem.space.repair_monotone(X) if problem.budget.monotone else X

@@ -1,0 +1,302 @@
+"""Constrained search over genotype vectors: a pymoo GA, then an integer local search.
+
+The GA (``pymoo.algorithms.soo.nonconvex.ga.GA``; SBX + polynomial mutation with
+``RoundingRepair``, a monotone-channel repair, duplicate elimination, feasibility-first
+selection) runs from a feasible initial population and is restarted several times with derived
+seeds. The best distinct solutions are then polished by a best-improvement local search whose
+neighbourhood (single-variable steps of several sizes and all two-variable trades) is evaluated
+in one vectorised pass, followed by iterated perturbation + local search from the incumbent.
+
+Everything is driven by one ``np.random.Generator`` / derived seeds, and stopping is by counts,
+never by wall time, so the same seed gives the same result on every machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from pymoo.algorithms.soo.nonconvex.ga import GA
+from pymoo.core.population import Population
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+
+from .genotype import Genotype
+from .objective import DEFAULT_BETA, Evaluation, evaluate
+from .problem import Budget, DeepMADProblem, MonotoneRepair
+from .space import SearchSpace
+
+Callback = Callable[[dict], None]
+
+
+class InfeasibleBudgetError(ValueError):
+    """No genotype of the space satisfies the budgets."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Effort of a search (counts only, for reproducibility)."""
+
+    pop_size: int = 100
+    generations: int = 120
+    restarts: int = 4
+    local_search: bool = True
+    polish_top: int = 6
+    perturbations: int = 40
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search returns: the best genotype, its evaluation and the run's record."""
+
+    genotype: Genotype
+    x: np.ndarray
+    objective: float
+    evaluation: Evaluation
+    feasible: bool
+    history: tuple[dict, ...]
+    n_evals: int
+    seconds: float
+    seed: int
+    convention: str
+    budget: Budget = field(repr=False)
+
+
+def smallest_network(space: SearchSpace) -> np.ndarray:
+    """The genotype vector with every searched number at its minimum (cheapest network)."""
+    xl, _ = space.bounds
+    return xl.copy()
+
+
+def _violation(G: np.ndarray) -> np.ndarray:
+    return np.maximum(G, 0.0).sum(axis=1)
+
+
+def _budget_violation(problem: DeepMADProblem, G: np.ndarray) -> np.ndarray:
+    """Violation of the size budgets only (MACs, params, layers): these grow with every variable."""
+    cols = [i for i, n in enumerate(problem.budget.names) if n in ("macs", "params", "max_layers")]
+    return _violation(G[:, cols]) if cols else np.zeros(len(G))
+
+
+def feasible_samples(problem: DeepMADProblem, n: int, rng: np.random.Generator, steps: int = 14,
+                     rounds: int = 20) -> np.ndarray:
+    """``n`` vectors near the budget boundary, feasible wherever the sampler finds such.
+
+    Each random vector is shrunk towards the space's lower corner by the largest factor λ ∈ [0, 1]
+    that keeps it within the size budgets (bisection, vectorised over the batch; kernels keep
+    their drawn values). ρ is not monotone along that ray, so shrunk vectors that break ρ ≤ ρ0
+    are redrawn, for up to ``rounds`` rounds; the least-violating ones fill any remainder.
+    """
+    space = problem.space
+    xl, _ = space.bounds
+    S = space.num_stages
+    kcols = slice(1 + 2 * S, 1 + 3 * S)
+    kept, spare = [], []
+    for _ in range(rounds):
+        m = max(n, 64)
+        X = space.sample(m, rng)
+
+        def shrunk(lam, X=X):
+            Xs = xl + np.floor(lam[:, None] * (X - xl)).astype(np.int64)
+            Xs[:, kcols] = X[:, kcols]
+            return space.repair_monotone(Xs) if problem.budget.monotone else Xs
+
+        lo, hi = np.zeros(m), np.ones(m)
+        for _ in range(steps):
+            lam = (lo + hi) / 2
+            ok = _budget_violation(problem, problem.evaluate_vectors(shrunk(lam))[1]) <= 0
+            lo, hi = np.where(ok, lam, lo), np.where(ok, hi, lam)
+        Xs = shrunk(lo)
+        cv = _violation(problem.evaluate_vectors(Xs)[1])
+        kept.append(Xs[cv <= 0])
+        spare.append((cv[cv > 0], Xs[cv > 0]))
+        if sum(len(k) for k in kept) >= n:
+            break
+    X = np.concatenate(kept)[:n]
+    if len(X) < n:
+        cv = np.concatenate([c for c, _ in spare])
+        Y = np.concatenate([y for _, y in spare])
+        X = np.concatenate([X, Y[np.argsort(cv, kind="stable")[: n - len(X)]]])
+    return X
+
+
+def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
+    """Move matrix: every single-variable step ±s and every two-variable trade (±a, ±b)."""
+    moves = []
+    eye = np.eye(n_var, dtype=np.int64)
+    for i in range(n_var):
+        for s in singles:
+            moves += [s * eye[i], -s * eye[i]]
+    for i, j in itertools.combinations(range(n_var), 2):
+        for a, b in itertools.product(pairs, pairs):
+            for si, sj in itertools.product((1, -1), (1, -1)):
+                moves.append(si * a * eye[i] + sj * b * eye[j])
+    return np.array(moves, dtype=np.int64)
+
+
+def local_search(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_iter: int = 500):
+    """Best-improvement integer local search from a feasible ``x``; returns (x, objective)."""
+    space = problem.space
+    xl, xu = space.bounds
+    ev, G = problem.evaluate_vectors(x[None])
+    best = ev.objective[0] if _violation(G)[0] <= 0 else -np.inf
+    for _ in range(max_iter):
+        N = np.clip(x + moves, xl, xu)
+        if problem.budget.monotone:
+            N = space.repair_monotone(N)
+        ev, G = problem.evaluate_vectors(N)
+        f = np.where(_violation(G) <= 0, ev.objective, -np.inf)
+        k = int(np.argmax(f))
+        if not f[k] > best + 1e-9:
+            break
+        x, best = N[k], f[k]
+    return x, best
+
+
+def _ga(problem: DeepMADProblem, X0: np.ndarray, settings: SearchSettings, seed: int, on_generation) -> Population:
+    algorithm = GA(
+        pop_size=settings.pop_size,
+        sampling=Population.new(X=X0),
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        repair=MonotoneRepair(),
+        eliminate_duplicates=True,
+    )
+    algorithm.setup(problem, termination=("n_gen", settings.generations), seed=seed, verbose=False)
+    while algorithm.has_next():
+        algorithm.next()
+        on_generation(algorithm)
+    return algorithm.pop
+
+
+def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = DEFAULT_BETA,
+               convention: str = "torch", settings: SearchSettings = SearchSettings(), seed: int = 0,
+               callback: Callback | None = None) -> SearchResult:
+    """Maximise the DeepMAD objective over ``space`` under ``budget``.
+
+    Args:
+        space: the search space (template + admissible values).
+        budget: ρ0, MAC / parameter / layer budgets and the monotone-channel switch.
+        alpha, beta, convention: objective weights and the cost convention.
+        settings: search effort.
+        seed: the only source of randomness.
+        callback: called with a progress dict after each generation / polishing step.
+
+    Returns:
+        A ``SearchResult`` whose genotype satisfies every constraint.
+
+    Raises:
+        InfeasibleBudgetError: when even the smallest network of the space breaks a budget.
+    """
+    t0 = time.perf_counter()
+    problem = DeepMADProblem(space, budget, alpha, beta, convention)
+    report = callback or (lambda info: None)
+    rng = np.random.default_rng(seed)
+    history: list[dict] = []
+    total = settings.restarts * settings.generations
+    pool = []
+
+    for r in range(settings.restarts):
+        X0 = feasible_samples(problem, settings.pop_size, rng)
+        if r == 0:
+            _check_feasible(problem, X0)
+        sub_seed = int(rng.integers(2**31 - 1))
+
+        def on_generation(algorithm, r=r):
+            F, G = algorithm.pop.get("F"), algorithm.pop.get("G")
+            feas = _violation(G) <= 0
+            best = float(-F[feas, 0].min()) if feas.any() else float("nan")
+            info = {"phase": "ga", "restart": r, "generation": algorithm.n_gen - 1,
+                    "step": r * settings.generations + algorithm.n_gen - 1, "total": total,
+                    "best_objective": max([best] + [h["best_objective"] for h in history[-1:]]),
+                    "feasible_fraction": float(feas.mean()), "n_evals": problem.n_evals}
+            history.append(info)
+            report(info)
+
+        pop = _ga(problem, X0, settings, sub_seed, on_generation)
+        pool.append(pop.get("X").astype(np.int64))
+
+    X = np.unique(np.concatenate(pool), axis=0)
+    ev, G = problem.evaluate_vectors(X)
+    f = np.where(_violation(G) <= 0, ev.objective, -np.inf)
+    order = np.argsort(-f, kind="stable")
+    best_x, best_f = X[order[0]], f[order[0]]
+    if settings.local_search:
+        moves = neighbourhood(space.n_var)
+        for i in order[: settings.polish_top]:
+            if not np.isfinite(f[i]):
+                continue
+            x, fx = local_search(problem, X[i], moves)
+            if fx > best_f:
+                best_x, best_f = x, fx
+        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves, settings, rng, history, report)
+
+    genotype = space.genotype(best_x)
+    evaluation = evaluate(genotype, problem.alpha, beta, convention)
+    _, G = problem.evaluate_vectors(best_x[None])
+    return SearchResult(genotype, best_x, float(evaluation.objective), evaluation, bool(_violation(G)[0] <= 0),
+                        tuple(history), problem.n_evals, time.perf_counter() - t0, seed, convention, budget)
+
+
+def _perturb_and_polish(problem, x, fx, moves, settings, rng, history, report):
+    """Iterated local search: perturb a few variables, restore feasibility, polish, keep if better."""
+    space = problem.space
+    xl, xu = space.bounds
+    span = xu - xl
+    for step in range(settings.perturbations):
+        y = x.copy()
+        idx = rng.choice(space.n_var, size=3, replace=False)
+        y[idx] = np.clip(y[idx] + np.round(rng.normal(0, 0.1, 3) * span[idx]).astype(np.int64), xl[idx], xu[idx])
+        y = _restore(problem, y)
+        if y is None:
+            continue
+        y, fy = local_search(problem, y, moves)
+        if fy > fx:
+            x, fx = y, fy
+        info = {"phase": "polish", "step": step, "total": settings.perturbations, "best_objective": float(fx),
+                "feasible_fraction": 1.0, "n_evals": problem.n_evals}
+        history.append(info)
+        report(info)
+    return x, fx
+
+
+def _restore(problem, y):
+    """Shrink an infeasible vector towards the lower corner until it is feasible (None if impossible)."""
+    space = problem.space
+    xl, _ = space.bounds
+    lam = np.linspace(1.0, 0.0, 41)
+    S = space.num_stages
+    Y = xl + np.floor(lam[:, None] * (y - xl)).astype(np.int64)
+    Y[:, 1 + 2 * S:1 + 3 * S] = y[1 + 2 * S:1 + 3 * S]
+    if problem.budget.monotone:
+        Y = space.repair_monotone(Y)
+    _, G = problem.evaluate_vectors(Y)
+    ok = np.flatnonzero(_violation(G) <= 0)
+    return Y[ok[0]] if len(ok) else None
+
+
+def _check_feasible(problem: DeepMADProblem, X0: np.ndarray) -> None:
+    """Raise a clear error when the budgets cannot be met: size budgets at the smallest network,
+    ρ over the sampler's best effort."""
+    b = problem.budget
+    x = smallest_network(problem.space)
+    ev, G = problem.evaluate_vectors(x[None])
+    if _budget_violation(problem, G)[0] > 0:
+        parts = [f"MACs {ev.macs[0]:.4g}" + ("" if b.macs is None else f" (budget {b.macs:.4g})"),
+                 f"params {ev.params[0]:.4g}" + ("" if b.params is None else f" (budget {b.params:.4g})")]
+        if b.max_layers is not None:
+            parts.append(f"layers {ev.layers[0]} (max {b.max_layers})")
+        raise InfeasibleBudgetError(
+            "budget: infeasible; the smallest network this space allows has " + ", ".join(parts)
+            + f" ({problem.convention} convention)"
+        )
+    ev, G = problem.evaluate_vectors(X0)
+    if not (_violation(G) <= 0).any():
+        raise InfeasibleBudgetError(
+            f"budget.rho: no network within the size budgets reaches rho <= {b.rho:g} "
+            f"(lowest found {ev.rho.min():.3g}); raise --rho or the budgets"
+        )

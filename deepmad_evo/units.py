@@ -1,0 +1,181 @@
+"""The one structural spec: a genotype expanded into units and their main-path convolutions.
+
+Everything that reads structure — costs, entropy, effectiveness and the torch decoder — reads
+what this module produces. The per-block functions below are plain arithmetic, so they accept
+Python ints (one genotype, exact) and numpy arrays (a whole population, or real-valued widths in
+the continuous relaxation) alike.
+
+Symbols (DESIGN.md §2): ``w`` layer width c_in·k²/g, ``r`` feature-map side, ``s`` stride,
+``k`` kernel size, ``btn`` bottleneck / expansion width, ``L`` number of layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .genotype import Genotype
+
+
+class Conv(NamedTuple):
+    """A convolution followed by BN; ``dw`` marks a depthwise conv (groups = channels)."""
+
+    c_in: object
+    c_out: object
+    k: object
+    s: int
+    dw: bool = False
+
+    @property
+    def width(self):
+        """DeepMAD layer width w = c_in·k²/g."""
+        return self.k * self.k if self.dw else self.c_in * self.k * self.k
+
+    @property
+    def weights(self):
+        """Weight count c_in·c_out·k²/g (no bias: every conv is followed by BN)."""
+        return self.k * self.k * self.c_out if self.dw else self.c_in * self.c_out * self.k * self.k
+
+
+def block_convs(block: str, c_in, out, btn, k, s: int) -> tuple[Conv, ...]:
+    """Main-path convolutions of one block (DESIGN.md §1); the stride sits where torchvision puts it."""
+    if block == "basic":
+        return (Conv(c_in, btn, k, s), Conv(btn, out, k, 1))
+    if block == "bottleneck":
+        return (Conv(c_in, btn, 1, 1), Conv(btn, btn, k, s), Conv(btn, out, 1, 1))
+    if block in ("mbconv", "mbconv_se"):
+        return (Conv(c_in, btn, 1, 1), Conv(btn, btn, k, s, dw=True), Conv(btn, out, 1, 1))
+    raise ValueError(f"block: expected one of basic, bottleneck, mbconv, mbconv_se, got {block!r}")
+
+
+def se_width(btn):
+    """Squeeze width of the SE module: max(1, round(btn/4) // 8) · 8 (round half to even)."""
+    if isinstance(btn, (int, np.integer)):
+        return max(1, round(int(btn) / 4) // 8) * 8
+    btn = np.asarray(btn)
+    se = np.maximum(1, np.floor_divide(np.rint(btn / 4), 8)) * 8
+    return se.astype(btn.dtype) if np.issubdtype(btn.dtype, np.integer) else se
+
+
+def shortcut(block: str, c_in, out, s: int, first: bool):
+    """The residual path as (residual, projection, pooled) flags (DESIGN.md §7).
+
+    ``basic``/``bottleneck``: a stage's first block projects (ResNet-D: 2x2 average pool when
+    s = 2, then 1x1 conv+BN); later blocks add the identity. ``mbconv(_se)``: identity when
+    c_in == out (average-pooled when s = 2), no residual otherwise. The flags are arrays when
+    ``c_in``/``out`` are.
+    """
+    if block in ("basic", "bottleneck"):
+        return True, bool(first), bool(first and s == 2)
+    same = c_in == out
+    return same, False, same & (s == 2)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The stem, one block, or the head: a group of main-path layers with one stride."""
+
+    kind: str  # "stem" | "block" | "head"
+    block: str | None
+    stage: int  # -1 for the stem, len(stages) for the head
+    index: int  # block index inside its stage
+    c_in: int
+    c_out: int
+    btn: int
+    k: int
+    s: int
+    r_in: int
+    r_out: int
+    segment: int
+    layers: tuple[Conv, ...]
+    residual: bool = False
+    projection: bool = False
+    pooled: bool = False
+    se: int = 0
+
+    @property
+    def first(self) -> bool:
+        return self.index == 0
+
+
+@dataclass(frozen=True)
+class Network:
+    """An expanded genotype: the ordered units plus segment bookkeeping."""
+
+    genotype: Genotype
+    units: tuple[Unit, ...]
+    num_segments: int
+
+    @property
+    def layers(self) -> tuple[Conv, ...]:
+        return tuple(conv for u in self.units for conv in u.layers)
+
+    @property
+    def num_layers(self) -> int:
+        return sum(len(u.layers) for u in self.units)
+
+    def segment_units(self, j: int) -> tuple[Unit, ...]:
+        return tuple(u for u in self.units if u.segment == j)
+
+    def segment_sides(self) -> list[int]:
+        return [self.segment_units(j)[-1].r_out for j in range(self.num_segments)]
+
+    def segment_channels(self) -> list[int]:
+        return [self.segment_units(j)[-1].c_out for j in range(self.num_segments)]
+
+    @property
+    def out_channels(self) -> int:
+        return self.units[-1].c_out
+
+
+def segment_ids(strides: list[int]) -> list[int]:
+    """Segment index of each unit: a new segment begins at every stride-2 unit but the first."""
+    ids, j = [], 0
+    for i, s in enumerate(strides):
+        if s == 2 and i > 0:
+            j += 1
+        ids.append(j)
+    return ids
+
+
+def unit_strides(genotype: Genotype) -> list[int]:
+    """Stride of every unit in order (stem, each block of each stage, head)."""
+    strides = [genotype.stem.s]
+    for st in genotype.stages:
+        strides += [st.s] + [1] * (st.depth - 1)
+    if genotype.head is not None:
+        strides.append(1)
+    return strides
+
+
+def expand(genotype: Genotype) -> Network:
+    """Expand a genotype into its units (stem, every block, head) in order.
+
+    Args:
+        genotype: a validated genotype.
+
+    Returns:
+        The expanded ``Network``; feature-map sides follow PyTorch conv arithmetic (⌈r/s⌉).
+    """
+    seg = iter(segment_ids(unit_strides(genotype)))
+    g = genotype
+    r = g.image_size
+    r_out = -(-r // g.stem.s)
+    units = [Unit("stem", None, -1, 0, g.in_channels, g.stem.out, 0, g.stem.k, g.stem.s, r, r_out, next(seg),
+                  (Conv(g.in_channels, g.stem.out, g.stem.k, g.stem.s),))]
+    c, r = g.stem.out, r_out
+    for i, st in enumerate(g.stages):
+        for b in range(st.depth):
+            s = st.s if b == 0 else 1
+            r_out = -(-r // s)
+            residual, projection, pooled = shortcut(st.block, c, st.out, s, b == 0)
+            units.append(Unit("block", st.block, i, b, c, st.out, st.btn, st.k, s, r, r_out, next(seg),
+                              block_convs(st.block, c, st.out, st.btn, st.k, s),
+                              residual, projection, pooled, se_width(st.btn) if st.block == "mbconv_se" else 0))
+            c, r = st.out, r_out
+    if g.head is not None:
+        units.append(Unit("head", None, len(g.stages), 0, c, g.head.out, 0, 1, 1, r, r, next(seg),
+                          (Conv(c, g.head.out, 1, 1),)))
+    return Network(g, tuple(units), units[-1].segment + 1)
