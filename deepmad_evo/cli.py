@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "search")
     args = build_parser().parse_args(argv)
     console = Console(highlight=False)
+    if not console.is_terminal:
+        # Piped output (logs, CI): rich would fall back to 80 columns and squash the tables.
+        console = Console(highlight=False, width=140)
     try:
         return importlib.import_module(COMMANDS[args.command]).run(args, console)
     except KeyboardInterrupt:

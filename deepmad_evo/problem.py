@@ -21,16 +21,14 @@ from .space import SearchSpace
 class Budget:
     """Constraints of a search; ``None`` switches a budget off."""
 
-    rho: float = 0.5
+    rho: float | None = 0.5
     macs: float | None = None
     params: float | None = None
     max_layers: int | None = None
     monotone: bool = True
 
     def __post_init__(self) -> None:
-        if not (self.rho > 0):
-            raise ValueError(f"budget.rho: expected a positive number, got {self.rho}")
-        for name in ("macs", "params", "max_layers"):
+        for name in ("rho", "macs", "params", "max_layers"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"budget.{name}: expected a positive number or none, got {v}")
@@ -38,14 +36,15 @@ class Budget:
     @property
     def names(self) -> tuple[str, ...]:
         """Names of the G columns, in order."""
-        names = ["rho"]
-        names += [n for n in ("macs", "params", "max_layers") if getattr(self, n) is not None]
+        names = [n for n in ("rho", "macs", "params", "max_layers") if getattr(self, n) is not None]
         return tuple(names + (["monotone"] if self.monotone else []))
 
 
 def constraint_values(ev: PopulationEvaluation, out: np.ndarray, budget: Budget, channel_range: float) -> np.ndarray:
     """The normalised constraint matrix G (N, n_constr) of evaluated networks."""
-    cols = [ev.rho / budget.rho - 1.0]
+    cols = []
+    if budget.rho is not None:
+        cols.append(ev.rho / budget.rho - 1.0)
     if budget.macs is not None:
         cols.append(ev.macs / budget.macs - 1.0)
     if budget.params is not None:
@@ -55,7 +54,7 @@ def constraint_values(ev: PopulationEvaluation, out: np.ndarray, budget: Budget,
     if budget.monotone:
         drop = np.max(out[:, :-1] - out[:, 1:], axis=1, initial=0) if out.shape[1] > 1 else np.zeros(len(out))
         cols.append(drop / channel_range)
-    return np.column_stack(cols).astype(float)
+    return np.column_stack(cols).astype(float) if cols else np.zeros((len(out), 0))
 
 
 class DeepMADProblem(Problem):

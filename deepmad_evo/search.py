@@ -205,13 +205,15 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
         if r == 0:
             _check_feasible(problem, X0)
         sub_seed = int(rng.integers(2**31 - 1))
+        generation = iter(range(settings.generations + 1))
 
-        def on_generation(algorithm, r=r):
+        def on_generation(algorithm, r=r, generation=generation):
             F, G = algorithm.pop.get("F"), algorithm.pop.get("G")
             feas = _violation(G) <= 0
             best = float(-F[feas, 0].min()) if feas.any() else float("nan")
-            info = {"phase": "ga", "restart": r, "generation": algorithm.n_gen - 1,
-                    "step": r * settings.generations + algorithm.n_gen - 1, "total": total,
+            g = min(next(generation), settings.generations - 1)
+            info = {"phase": "ga", "restart": r, "generation": g,
+                    "step": r * settings.generations + g, "total": total,
                     "best_objective": max([best] + [h["best_objective"] for h in history[-1:]]),
                     "feasible_fraction": float(feas.mean()), "n_evals": problem.n_evals}
             history.append(info)

@@ -1,0 +1,48 @@
+"""`inspect PATH`: score a genotype (JSON, text form, TinyNAS structure file) and show the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..config import parse_quantity
+from ..costs import CONVENTIONS
+from ..genotype import load_genotype
+from ..problem import Budget
+from ..render import print_report
+from ..report import genotype_report
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("inspect", help="score a genotype file / text form and show its per-stage table")
+    p.add_argument("path", help="genotype JSON, text form, or reference structure file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--convention", choices=CONVENTIONS, default="torch")
+    p.add_argument("--image-size", type=int, default=None, help="override the image size")
+    p.add_argument("--alpha", type=float, nargs="+", default=None, help="per-segment entropy weights")
+    p.add_argument("--beta", type=float, default=10.0, help="depth-penalty weight")
+    p.add_argument("--budget", default=None, help="MAC budget to check, e.g. 4.5G")
+    p.add_argument("--params", default=None, help="parameter budget to check, e.g. 29M")
+    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 to check")
+
+
+def budget_from_args(args: argparse.Namespace) -> Budget | None:
+    if args.budget is None and args.params is None and args.rho is None:
+        return None
+    return Budget(rho=args.rho,
+                  macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
+                  params=None if args.params is None else parse_quantity(args.params, "--params"))
+
+
+def run(args: argparse.Namespace, console) -> int:
+    if args.image_size is not None and args.image_size < 1:
+        raise ValueError(f"--image-size: expected a positive integer, got {args.image_size}")
+    budget = budget_from_args(args)
+    genotype = load_genotype(args.path, image_size=args.image_size)
+    report = genotype_report(genotype, args.alpha, args.beta, args.convention, budget)
+    if args.json:
+        # Plain stdout: machine-readable, no rich markup or wrapping.
+        print(json.dumps(report))
+        return 0
+    print_report(console, report, title=f"{args.path}")
+    return 0
