@@ -83,8 +83,10 @@ class ObjectiveConfig:
 @dataclass(frozen=True)
 class SearchConfig:
     pop_size: int = 100
-    generations: int = 120
-    restarts: int = 4
+    generations: int = 60
+    restarts: int = 2
+    chains: int = 6
+    perturbations: int = 40
     local_search: bool = True
     seed: int = 0
 
@@ -294,7 +296,8 @@ def load_config(source: str | Path | None = None) -> Config:
         "alpha": _list(_num), "beta": _num, "convention": _str_in(CONVENTIONS)}, src)
     objective = ObjectiveConfig(**o)
     s = _take(top.get("search", {}), "search", {
-        "pop_size": _pos_int, "generations": _pos_int, "restarts": _pos_int, "local_search": _bool, "seed": _int_}, src)
+        "pop_size": _pos_int, "generations": _pos_int, "restarts": _pos_int, "chains": _pos_int,
+        "perturbations": _int_, "local_search": _bool, "seed": _int_}, src)
     cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchConfig(**s))
     try:
         cfg.validate()

@@ -1,11 +1,13 @@
-"""Constrained search over genotype vectors: a pymoo GA, then an integer local search.
+"""Constrained search over genotype vectors: pymoo GA chains with an integer local search.
 
-The GA (``pymoo.algorithms.soo.nonconvex.ga.GA``; SBX + polynomial mutation with
-``RoundingRepair``, a monotone-channel repair, duplicate elimination, feasibility-first
-selection) runs from a feasible initial population and is restarted several times with derived
-seeds. The best distinct solutions are then polished by a best-improvement local search whose
+Each of several independent chains runs a GA (``pymoo.algorithms.soo.nonconvex.ga.GA``; SBX +
+polynomial mutation with ``RoundingRepair``, a monotone-channel repair, duplicate elimination,
+feasibility-first selection) from a feasible initial population, restarted with derived seeds.
+The chain's best distinct solutions are polished by a best-improvement local search whose
 neighbourhood (single-variable steps of several sizes and all two-variable trades) is evaluated
-in one vectorised pass, followed by iterated perturbation + local search from the incumbent.
+in one vectorised pass, then by iterated perturbation + local search from the incumbent. The
+landscape is rugged (kernel choice and depths create basins), so the best of several chains is
+far more repeatable than one long chain; chains run on separate cores.
 
 Everything is driven by one ``np.random.Generator`` / derived seeds, and stopping is by counts,
 never by wall time, so the same seed gives the same result on every machine.
@@ -14,7 +16,11 @@ never by wall time, so the same seed gives the same result on every machine.
 from __future__ import annotations
 
 import itertools
+import multiprocessing as mp
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from queue import Empty
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -42,11 +48,13 @@ class SearchSettings:
     """Effort of a search (counts only, for reproducibility)."""
 
     pop_size: int = 100
-    generations: int = 120
-    restarts: int = 4
+    generations: int = 60
+    restarts: int = 2
     local_search: bool = True
     polish_top: int = 6
     perturbations: int = 40
+    chains: int = 6
+    jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
 
 
 @dataclass(frozen=True)
@@ -178,32 +186,79 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
                callback: Callback | None = None) -> SearchResult:
     """Maximise the DeepMAD objective over ``space`` under ``budget``.
 
+    The search runs ``settings.chains`` independent chains (GA restarts, local search, iterated
+    perturbation), each seeded from ``seed`` alone, on up to ``settings.jobs`` processes, and
+    keeps the best; the result does not depend on the number of processes.
+
     Args:
         space: the search space (template + admissible values).
         budget: ρ0, MAC / parameter / layer budgets and the monotone-channel switch.
         alpha, beta, convention: objective weights and the cost convention.
         settings: search effort.
         seed: the only source of randomness.
-        callback: called with a progress dict after each generation / polishing step.
+        callback: called in this process with a progress dict after each generation / polishing
+            step of any chain (keys: phase, chain, step, total, best_objective, feasible_fraction).
 
     Returns:
         A ``SearchResult`` whose genotype satisfies every constraint.
 
     Raises:
-        InfeasibleBudgetError: when even the smallest network of the space breaks a budget.
+        InfeasibleBudgetError: when the budgets cannot be met.
     """
     t0 = time.perf_counter()
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
+    _check_feasible(problem, feasible_samples(problem, 64, np.random.default_rng(seed)))
+    chain_seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(settings.chains)]
+    jobs = settings.jobs or min(settings.chains, os.cpu_count() or 1)
     report = callback or (lambda info: None)
+    args = (space, budget, alpha, beta, convention, settings)
+    if jobs <= 1 or settings.chains <= 1:
+        outcomes = [_chain(*args, chain_seeds[c], c, report) for c in range(settings.chains)]
+    else:
+        outcomes = _parallel_chains(args, chain_seeds, jobs, report)
+    # Best objective wins; ties go to the lowest chain index, so the choice is deterministic.
+    best = max(range(len(outcomes)), key=lambda c: (outcomes[c][1], -c))
+    best_x = outcomes[best][0]
+    history = tuple(h for o in outcomes for h in o[2])
+    n_evals = sum(o[3] for o in outcomes)
+    genotype = space.genotype(best_x)
+    evaluation = evaluate(genotype, problem.alpha, beta, convention)
+    _, G = problem.evaluate_vectors(best_x[None])
+    return SearchResult(genotype, best_x, float(evaluation.objective), evaluation, bool(_violation(G)[0] <= 0),
+                        history, n_evals, time.perf_counter() - t0, seed, convention, budget)
+
+
+def _parallel_chains(args, chain_seeds, jobs, report):
+    """Run chains in worker processes, relaying their progress to ``report`` in this process."""
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Manager() as manager:
+        queue = manager.Queue()
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(_chain, *args, s, c, queue) for c, s in enumerate(chain_seeds)]
+            while not all(f.done() for f in futures) or not queue.empty():
+                try:
+                    report(queue.get(timeout=0.05))
+                except Empty:
+                    pass
+            return [f.result() for f in futures]
+
+
+def _chain(space, budget, alpha, beta, convention, settings, seed, chain, report):
+    """One independent chain: GA restarts, local search of the best, iterated perturbation."""
+    problem = DeepMADProblem(space, budget, alpha, beta, convention)
+    emit = report.put if hasattr(report, "put") else report
     rng = np.random.default_rng(seed)
     history: list[dict] = []
     total = settings.restarts * settings.generations
     pool = []
 
+    def log(info):
+        info["chain"] = chain
+        history.append(info)
+        emit(info)
+
     for r in range(settings.restarts):
         X0 = feasible_samples(problem, settings.pop_size, rng)
-        if r == 0:
-            _check_feasible(problem, X0)
         sub_seed = int(rng.integers(2**31 - 1))
         generation = iter(range(settings.generations + 1))
 
@@ -212,12 +267,10 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
             feas = _violation(G) <= 0
             best = float(-F[feas, 0].min()) if feas.any() else float("nan")
             g = min(next(generation), settings.generations - 1)
-            info = {"phase": "ga", "restart": r, "generation": g,
-                    "step": r * settings.generations + g, "total": total,
-                    "best_objective": max([best] + [h["best_objective"] for h in history[-1:]]),
-                    "feasible_fraction": float(feas.mean()), "n_evals": problem.n_evals}
-            history.append(info)
-            report(info)
+            prev = [h["best_objective"] for h in history[-1:]]
+            log({"phase": "ga", "restart": r, "generation": g, "step": r * settings.generations + g,
+                 "total": total, "best_objective": max([best] + prev), "feasible_fraction": float(feas.mean()),
+                 "n_evals": problem.n_evals})
 
         pop = _ga(problem, X0, settings, sub_seed, on_generation)
         pool.append(pop.get("X").astype(np.int64))
@@ -235,16 +288,11 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
             x, fx = local_search(problem, X[i], moves)
             if fx > best_f:
                 best_x, best_f = x, fx
-        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves, settings, rng, history, report)
-
-    genotype = space.genotype(best_x)
-    evaluation = evaluate(genotype, problem.alpha, beta, convention)
-    _, G = problem.evaluate_vectors(best_x[None])
-    return SearchResult(genotype, best_x, float(evaluation.objective), evaluation, bool(_violation(G)[0] <= 0),
-                        tuple(history), problem.n_evals, time.perf_counter() - t0, seed, convention, budget)
+        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves, settings, rng, log)
+    return best_x, float(best_f), history, problem.n_evals
 
 
-def _perturb_and_polish(problem, x, fx, moves, settings, rng, history, report):
+def _perturb_and_polish(problem, x, fx, moves, settings, rng, log):
     """Iterated local search: perturb a few variables, restore feasibility, polish, keep if better."""
     space = problem.space
     xl, xu = space.bounds
@@ -259,10 +307,8 @@ def _perturb_and_polish(problem, x, fx, moves, settings, rng, history, report):
         y, fy = local_search(problem, y, moves)
         if fy > fx:
             x, fx = y, fy
-        info = {"phase": "polish", "step": step, "total": settings.perturbations, "best_objective": float(fx),
-                "feasible_fraction": 1.0, "n_evals": problem.n_evals}
-        history.append(info)
-        report(info)
+        log({"phase": "polish", "step": step, "total": settings.perturbations, "best_objective": float(fx),
+             "feasible_fraction": 1.0, "n_evals": problem.n_evals})
     return x, fx
 
 

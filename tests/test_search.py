@@ -8,7 +8,7 @@ from deepmad_evo.objective import evaluate
 from deepmad_evo.problem import Budget, DeepMADProblem
 from deepmad_evo.search import InfeasibleBudgetError, SearchSettings, feasible_samples, run_search
 
-FAST = SearchSettings(pop_size=30, generations=15, restarts=2, polish_top=2, perturbations=5)
+FAST = SearchSettings(pop_size=30, generations=15, restarts=2, polish_top=2, perturbations=5, chains=2, jobs=1)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,16 @@ def test_same_seed_same_result(tiny):
     a, b = _run(cfg, space, 5), _run(cfg, space, 5)
     assert a.genotype == b.genotype and a.objective == b.objective and a.n_evals == b.n_evals
     assert [h["best_objective"] for h in a.history] == [h["best_objective"] for h in b.history]
+
+
+def test_result_does_not_depend_on_worker_count(tiny):
+    from dataclasses import replace
+
+    cfg, space = tiny
+    one = _run(cfg, space, 4, settings=replace(FAST, chains=3, jobs=1))
+    two = _run(cfg, space, 4, settings=replace(FAST, chains=3, jobs=2))
+    assert one.genotype == two.genotype and one.objective == two.objective and one.n_evals == two.n_evals
+    assert sorted(h["chain"] for h in one.history) == sorted(h["chain"] for h in two.history)
 
 
 def test_search_beats_random_sampling(tiny):

@@ -43,8 +43,8 @@ def resolve_config(args: argparse.Namespace):
 
 def settings_of(cfg) -> SearchSettings:
     s = cfg.search
-    return SearchSettings(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts,
-                          local_search=s.local_search)
+    return SearchSettings(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts, chains=s.chains,
+                          perturbations=s.perturbations, local_search=s.local_search)
 
 
 def default_out(cfg) -> Path:
@@ -70,14 +70,17 @@ def search_with_progress(cfg, console):
                TextColumn("best {task.fields[best]}"), TextColumn("feasible {task.fields[feas]}"),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        ga = progress.add_task("GA", total=settings.restarts * settings.generations, best="-", feas="-")
-        polish = progress.add_task("polish", total=settings.perturbations if settings.local_search else 0,
+        n = settings.chains
+        ga = progress.add_task(f"GA ×{n} chains", total=n * settings.restarts * settings.generations, best="-", feas="-")
+        polish = progress.add_task("polish", total=n * settings.perturbations if settings.local_search else 0,
                                    best="-", feas="-", visible=settings.local_search)
+        best = {}
 
         def callback(info):
-            task = ga if info["phase"] == "ga" else polish
-            progress.update(task, completed=info["step"] + 1, best=f"{info['best_objective']:.2f}",
-                            feas=f"{100 * info['feasible_fraction']:.0f}%")
+            # Chains report interleaved from several processes: advance by one step per event.
+            best[info["phase"]] = max(best.get(info["phase"], float("-inf")), info["best_objective"])
+            progress.update(ga if info["phase"] == "ga" else polish, advance=1,
+                            best=f"{best[info['phase']]:.2f}", feas=f"{100 * info['feasible_fraction']:.0f}%")
 
         result = run_search(cfg.search_space(), cfg.budget, alpha=cfg.objective.alpha, beta=cfg.objective.beta,
                             convention=cfg.objective.convention, settings=settings, seed=cfg.search.seed,
