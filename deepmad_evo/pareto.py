@@ -247,6 +247,7 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
         report({"event": "progress", "label": label, "fraction": f, "best_objective": info.get("best_objective")})
 
     search_seed = budget_seed(seed, point)
+    cpu0 = time.process_time()
     try:
         result = run_search(cfg.search_space(), point_budget(cfg, point.macs, point.params),
                             alpha=cfg.objective.alpha, beta=cfg.objective.beta, convention=cfg.objective.convention,
@@ -256,7 +257,8 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
     record = {"format": RECORD_FORMAT, "config": cfg.to_dict(), "seed": seed, "search_seed": search_seed,
               "budget": {"label": label, "macs": point.macs, "params": point.params, "rho": cfg.budget.rho},
               **_record_point(result.genotype, cfg), "feasible": bool(result.feasible),
-              "evaluations": int(result.n_evals), "seconds": float(result.seconds)}
+              "evaluations": int(result.n_evals), "seconds": float(result.seconds),
+              "cpu_seconds": time.process_time() - cpu0}
     if path is not None:
         atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return record
@@ -353,7 +355,7 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
     Returns:
         The record (JSON-ready dict).
     """
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     space = cfg.search_space()
     o = cfg.objective
     budget = point_budget(cfg, sweep.macs_max, sweep.params_max)
@@ -404,7 +406,7 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
     record = {"format": SWEEP_FORMAT, "config": cfg.to_dict(), "seed": seed, "search_seed": search_seed,
               "sweep": {"macs_min": sweep.macs_min, "macs_max": sweep.macs_max, "params_max": sweep.params_max},
               "pop_size": pop_size, "generations": n_gen, "evaluations": n_evals,
-              "seconds": time.perf_counter() - t0, "front": front}
+              "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0, "front": front}
     if path is not None:
         atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return record
@@ -485,10 +487,10 @@ def _short(v) -> str:
 _QUEUE = None
 
 
-def _watch_parent(ppid: int) -> None:
-    # A killed run must not leave workers behind: exit once the parent is gone.
-    while os.getppid() == ppid:
-        time.sleep(0.5)
+def _watch_parent(parent) -> None:
+    # A killed run must not leave workers behind. The parent's sentinel fires when it dies; the
+    # parent pid cannot tell (a forkserver worker's parent is the server, which outlives the run).
+    parent.join()
     os._exit(1)
 
 
@@ -498,7 +500,9 @@ def _init_worker(queue) -> None:
     queue.cancel_join_thread()  # progress messages are disposable; never block a worker's exit on them
     # Ctrl-C is the parent's to handle: it tears the pool down and finished budgets are on disk.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    parent = mp.parent_process()
+    if parent is not None:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def _run_task(task: tuple) -> dict:
@@ -565,7 +569,8 @@ def _run_tasks(tasks: list[tuple], jobs: int, report: Callback) -> dict:
 # ---------------------------------------------------------------- the whole run
 
 def _load_record(path: Path, expect: dict, what: str, out: Path) -> dict | None:
-    """A matching finished record, ``None`` when absent; a mismatch is a one-line error."""
+    """A matching finished record, ``None`` when absent; a mismatch is a one-line error naming the first
+    differing key of ``expect`` (ordered most telling first: format, seed, budget, config)."""
     if not path.is_file():
         return None
     hint = f"use a new --out (or delete {path})"
@@ -631,9 +636,9 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
     records, tasks, reused = {}, [], []
     if sweep is not None:
         path = out / "sweep.json"
-        expect = {"format": SWEEP_FORMAT, "config": config, "seed": seed,
+        expect = {"format": SWEEP_FORMAT, "seed": seed,
                   "sweep": _jsonable({"macs_min": sweep.macs_min, "macs_max": sweep.macs_max,
-                                      "params_max": sweep.params_max})}
+                                      "params_max": sweep.params_max}), "config": config}
         record = _load_record(path, expect, "a sweep", out)
         if record is None:
             tasks.append(("sweep", cfg, sweep, seed, path))
@@ -642,8 +647,9 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
             reused.append(SWEEP_LABEL)
     for p in points:
         path = out / f"budget-{p.label}.json"
-        expect = {"format": RECORD_FORMAT, "config": config, "seed": seed,
-                  "budget": _jsonable({"label": p.label, "macs": p.macs, "params": p.params, "rho": cfg.budget.rho})}
+        expect = {"format": RECORD_FORMAT, "seed": seed,
+                  "budget": _jsonable({"label": p.label, "macs": p.macs, "params": p.params, "rho": cfg.budget.rho}),
+                  "config": config}
         record = _load_record(path, expect, f"budget {p.label}", out)
         if record is None:
             tasks.append(("budget", cfg, p, seed, path))
@@ -671,7 +677,8 @@ def assemble(cfg: Config, points: Sequence[BudgetPoint], records: dict, *, out: 
         row = {"label": p.label, "budget": {"macs": p.macs, "params": p.params, "rho": cfg.budget.rho},
                **{k: rec[k] for k in ("genotype", "text", "objective", "macs", "params", "rho", "layers", "feasible")},
                "source": source, "search_objective": own["objective"], "search_seed": own["search_seed"],
-               "evaluations": own["evaluations"], "seconds": own["seconds"], "reused": p.label in reused}
+               "evaluations": own["evaluations"], "seconds": own["seconds"], "cpu_seconds": own.get("cpu_seconds"),
+               "reused": p.label in reused}
         rows.append(row)
         save_genotype(Genotype.from_dict(rec["genotype"]), out / f"genotype-{p.label}.json")
 
@@ -702,7 +709,8 @@ def assemble(cfg: Config, points: Sequence[BudgetPoint], records: dict, *, out: 
         sweep_out = {"macs_min": sweep.macs_min, "macs_max": sweep.macs_max, "params_max": sweep.params_max,
                      "front": front, "comparison": comparison, "search_seed": srec["search_seed"],
                      "pop_size": srec["pop_size"], "generations": srec["generations"],
-                     "evaluations": srec["evaluations"], "seconds": srec["seconds"], "reused": SWEEP_LABEL in reused}
+                     "evaluations": srec["evaluations"], "seconds": srec["seconds"],
+                     "cpu_seconds": srec.get("cpu_seconds"), "reused": SWEEP_LABEL in reused}
     refs, skipped = reference_points(cfg, published)
     run = {"format": RUN_FORMAT, "config": cfg.to_dict(), "seed": cfg.search.seed,
            "convention": cfg.objective.convention, "points": rows, "sweep": sweep_out, "hypervolume": hyper,
