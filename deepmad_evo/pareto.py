@@ -373,7 +373,7 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
         params = None if sweep.params_max is None else sweep.params_max * m / sweep.macs_max
         level = DeepMADProblem(space, point_budget(cfg, m, params), o.alpha, o.beta, o.convention)
         starts.append(feasible_samples(level, per_level, rng))
-    X0 = space.repair_monotone(np.concatenate(starts)[:pop_size]) if budget.monotone else np.concatenate(starts)[:pop_size]
+    X0 = np.concatenate(starts)[:pop_size]  # already channel-monotone where the budget asks for it
 
     algorithm = NSGA2(
         pop_size=pop_size,

@@ -14,8 +14,10 @@ def add_parser(sub) -> None:
     p.add_argument("--budget", nargs="+", default=None, metavar="MACS",
                    help="MAC budgets, e.g. 0.4G 1.8G 4.5G 8.7G 15.4G")
     p.add_argument("--params", nargs="+", default=None, metavar="PARAMS",
-                   help="one params budget per --budget, or 'off'; default: the config's params/MACs ratio times each budget")
+                   help="one params budget per --budget, or 'off'; default: the config's params/MACs ratio times each "
+                        "budget (the sweep always uses the ratio, or no params with 'off')")
     p.add_argument("--config", default=None, help="preset name (mb-29m, r50, …) or TOML path; default mb-29m")
+    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--seed", type=int, default=None, help="run seed (default from the config)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: the usable cores)")
     p.add_argument("--out", default=None, help="run directory (default runs/pareto-<config>-s<seed>-<hash>); "
@@ -37,13 +39,15 @@ def _params(args) -> list[float] | str | None:
 def run(args: argparse.Namespace, console) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    cfg = load_config(args.config).with_overrides(seed=args.seed)
+    cfg = load_config(args.config).with_overrides(seed=args.seed, rho=args.rho)
     macs = [parse_quantity(v, "--budget") for v in args.budget or []]
-    points = budget_points(cfg, macs, _params(args))
+    params = _params(args)
+    points = budget_points(cfg, macs, params)
     sweep = None
     if args.sweep is not None:
         lo, hi = (parse_quantity(v, "--sweep") for v in args.sweep)
-        sweep = Sweep(lo, hi, scaled_params(cfg, hi))
+        # The sweep's params axis follows the config's ratio (per-point --params do not span a range).
+        sweep = Sweep(lo, hi, None if params == "off" else scaled_params(cfg, hi))
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
     out = Path(args.out) if args.out else default_out(cfg)
