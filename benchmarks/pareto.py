@@ -45,8 +45,12 @@ def main() -> None:
         s = run["sweep"]
         print(f"sweep: {len(s['front'])} front points, hypervolume {hv['front']:.6g}, {s['seconds']:.1f} s")
         for c in s["comparison"]:
-            margin = "-" if c["margin"] is None else f"{c['margin']:+.2f}"
-            print(f"  {c['label']:>6}: per-budget {c['objective']:.2f}, front best {c['front_best']}, margin {margin}")
+            if c["front_best"] is None:
+                print(f"  {c['label']:>6}: per-budget {c['objective']:.2f}, no front point within this budget")
+            else:
+                print(f"  {c['label']:>6}: per-budget {c['objective']:.2f}, front best {c['front_best']:.2f}, "
+                      f"margin {c['margin']:+.2f}")
+        print(f"sweep CPU {s['cpu_seconds']:.1f} s")
     # CPU seconds do not depend on what else runs on the machine: schedule them on `jobs` idle
     # workers in submission order (sweep first) to estimate the wall time of an unloaded machine.
     cpu = ([run["sweep"]["cpu_seconds"]] if sweep is not None else []) + [p["cpu_seconds"] for p in run["points"]]
