@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -214,13 +216,27 @@ def test_published_structures_are_plotted_only_when_they_fit(cfg, serial, tmp_pa
     assert reference_points(cfg, tmp_path / "absent") == ([], [])
 
 
+def test_published_r18_is_a_reference_point_of_the_r18_template(published):
+    points, skipped = reference_points(load_config("r18"), published)
+    r18 = {p["name"]: p for p in points}["deepmad-R18"]
+    # DESIGN.md §5 golden values (tinynas convention, α = (1,1,1,1,8), β = 10).
+    assert r18["objective"] == pytest.approx(31661.31351721937, rel=1e-9)
+    assert (r18["macs"], r18["params"]) == (1837323208, 11153088)
+    assert "deepmad-29M-224" in {s["name"] for s in skipped}
+
+
+def test_pareto_module_imports_neither_torch_nor_rich_nor_matplotlib():
+    code = ("import sys, deepmad_evo.pareto\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rich', 'matplotlib'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == ""
+
+
 # ---------------------------------------------------------------- CLI
 
 @pytest.fixture
-def pareto_cli(monkeypatch):
-    # Only this command's module is imported, so the test does not depend on the other subcommands.
-    monkeypatch.setattr(cli, "COMMANDS", {"pareto": cli.COMMANDS["pareto"]})
-
+def pareto_cli():
     def run(*argv):
         try:
             return cli.main(["pareto", *argv])
