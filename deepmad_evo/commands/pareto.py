@@ -114,19 +114,21 @@ def _show(console, run: dict, out: Path) -> None:
     for ref in run["references"]:
         table.add_row(f"[red]{ref['name']}[/]", "", f"{ref['objective']:.2f}", _si(ref["macs"]), _si(ref["params"]),
                       f"{ref['rho']:.3f}", str(ref["layers"]), "published", "", *([""] if sweep else []))
-    console.print(table)
+    if run["points"] or run["references"]:
+        console.print(table)
     hv = run["hypervolume"]
-    line = f"hypervolume {hv['points']:.6g}"
+    parts = [f"hypervolume {hv['points']:.6g} (per-budget designs)"] if run["points"] else []
     if sweep:
-        line += (f"; NSGA-II front over {_si(sweep['macs_min'])}–{_si(sweep['macs_max'])}: {len(sweep['front'])} points, "
-                 f"hypervolume {hv['front']:.6g} ({sweep['evaluations']:,} evaluations, {sweep['seconds']:.1f} s)")
+        parts.append(f"NSGA-II front over {_si(sweep['macs_min'])}–{_si(sweep['macs_max'])}: {len(sweep['front'])} "
+                     f"points, hypervolume {hv['front']:.6g} ({sweep['evaluations']:,} evaluations, "
+                     f"{sweep['seconds']:.1f} s)")
         behind = [c["label"] for c in sweep["comparison"] if c["margin"] is not None and c["margin"] < 0]
         if behind:
-            line += f"; [red]the front beats the per-budget search at {', '.join(behind)}[/]"
-    console.print(line)
+            parts.append(f"[red]the front beats the per-budget search at {', '.join(behind)}[/]")
+    console.print("; ".join(parts))
     if run["carried"]:
         console.print(f"[yellow]{run['carried']} budget(s) took a smaller budget's design: its search scored lower[/]")
     for s in run["references_skipped"]:
         console.print(f"[dim]published {s['name']}: {s['reason']}[/]")
-    console.print(f"wrote {out / 'pareto.json'}, {out / 'pareto.png'} and genotype-<budget>.json "
-                  f"in {run['wall_seconds']:.1f} s")
+    files = ["pareto.json", "pareto.png"] + (["genotype-<budget>.json"] if run["points"] else [])
+    console.print(f"wrote {', '.join(files)} to {out} in {run['wall_seconds']:.1f} s")
