@@ -599,7 +599,9 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
         cfg: the run configuration (template, space, ρ0, objective, search effort, seed).
         points: budget points (``budget_points``).
         out: the run directory; finished budgets found there are reused.
-        jobs: worker processes (default: the usable cores); 1 runs in-process.
+        jobs: worker processes (default: the usable cores); 1 runs in-process. Workers start by
+            forkserver/spawn, so a script calling this with jobs > 1 needs the usual
+            ``if __name__ == "__main__":`` guard.
         sweep: optional NSGA-II sweep.
         callback: progress events — ``{"event": "start", "labels", "reused"}``, ``{"event":
             "progress", "label", "fraction", "best_objective"}``, ``{"event": "done", "label",
