@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "search": "deepmad_evo.commands.search",
     "inspect": "deepmad_evo.commands.inspect",
+    "pareto": "deepmad_evo.commands.pareto",
 }
 
 EXIT_USAGE = 2
