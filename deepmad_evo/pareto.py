@@ -168,11 +168,21 @@ def budget_seed(seed: int, point: BudgetPoint | Sweep | str) -> int:
     return int(digest[:8], 16) & 0x7FFFFFFF
 
 
+PARETO_MAX_CHAINS = 3
+
+
 def search_settings(cfg: Config) -> SearchSettings:
-    """The per-budget search effort of a config."""
+    """The per-budget search effort of a config.
+
+    The parallelism of a Pareto run goes across budgets, so each search runs its chains in its
+    own process (``jobs=1``) and at most ``PARETO_MAX_CHAINS`` of them: five budgets at full
+    effort would cost ~60 CPU-seconds; the monotone carry-over between budgets makes up for the
+    shorter searches.
+    """
     s = cfg.search
     return SearchSettings(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts,
-                          local_search=s.local_search)
+                          chains=min(s.chains, PARETO_MAX_CHAINS), perturbations=s.perturbations,
+                          local_search=s.local_search, jobs=1)
 
 
 def point_budget(cfg: Config, macs: float | None, params: float | None) -> Budget:
