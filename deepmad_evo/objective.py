@@ -119,6 +119,13 @@ def evaluate(genotype: Genotype | Network, alpha: Sequence[float] | None = None,
     )
 
 
+def _product(values):
+    out = 1.0
+    for v in values:
+        out = out * v
+    return out
+
+
 @dataclass(frozen=True)
 class PopulationEvaluation:
     """Objective, constraints' raw values and costs for N networks (arrays over the first axis)."""
@@ -171,7 +178,8 @@ def evaluate_population(template, stem, out, btn, kernel, depth, alpha: Sequence
         o, t, k, d = out[:, i], btn[:, i], kernel[:, i], depth[:, i]
         first = block_convs(block, c_prev, o, t, k, s)
         rep = block_convs(block, o, o, t, k, 1)
-        lnw.append(sum(np.log(c.width) for c in first) + (d - 1) * sum(np.log(c.width) for c in rep))
+        # One log per block: Σ ln w = ln Π w (widths stay far below float64 overflow).
+        lnw.append(np.log(_product(c.width for c in first)) + (d - 1) * np.log(_product(c.width for c in rep)))
         nl.append(len(first) * d)
         mf, pf = block_cost(block, c_prev, o, t, k, s, r_in[i + 1], r_out[i + 1], True, convention)
         mr, pr = block_cost(block, o, o, t, k, 1, r_out[i + 1], r_out[i + 1], False, convention)
@@ -195,15 +203,21 @@ def evaluate_population(template, stem, out, btn, kernel, depth, alpha: Sequence
     macs, params = macs + m, params + p
 
     n = len(np.asarray(stem))
-    cum_lnw = np.cumsum(np.column_stack([np.broadcast_to(v, (n,)) for v in lnw]), axis=1)
-    cum_L = np.cumsum(np.column_stack([np.broadcast_to(v, (n,)) for v in nl]), axis=1)
     ends = [g for g in range(len(seg)) if g == len(seg) - 1 or seg[g + 1] != seg[g]]
-    ln_cr2 = np.column_stack([np.log(np.broadcast_to(chans[g], (n,)) * float(sides[g]) ** 2) for g in ends])
-    terms = alpha * ln_cr2 * 0.5 * cum_lnw[:, ends]
-    L_end = cum_L[:, ends]
-    rho_prefix = L_end / np.exp(cum_lnw[:, ends] / L_end)
+    # Running prefix sums over the unit groups (a handful of array adds beats cumsum on (N, G)).
+    cum_lnw, cum_L, lnw_end, L_end, ln_cr2 = 0.0, 0, [], [], []
+    for g in range(len(seg)):
+        cum_lnw = cum_lnw + lnw[g]
+        cum_L = cum_L + nl[g]
+        if g in ends:
+            lnw_end.append(np.broadcast_to(cum_lnw, (n,)))
+            L_end.append(np.broadcast_to(cum_L, (n,)))
+            ln_cr2.append(np.broadcast_to(np.log(chans[g] * float(sides[g]) ** 2), (n,)))
+    lnw_end, L_end = np.column_stack(lnw_end), np.column_stack(L_end)
+    terms = alpha * np.column_stack(ln_cr2) * 0.5 * lnw_end
+    rho_prefix = L_end / np.exp(lnw_end / L_end)
     H = terms.sum(axis=1)
     Q = depth_penalty(depth, beta)
     return PopulationEvaluation(objective=H - Q, entropy=H, depth_penalty=Q, rho=rho_prefix.max(axis=1),
-                                rho_prefix=rho_prefix, entropy_terms=terms, layers=cum_L[:, -1],
+                                rho_prefix=rho_prefix, entropy_terms=terms, layers=L_end[:, -1],
                                 macs=np.broadcast_to(macs, (n,)), params=np.broadcast_to(params, (n,)))

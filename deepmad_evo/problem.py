@@ -60,7 +60,7 @@ def constraint_values(ev: PopulationEvaluation, out: np.ndarray, budget: Budget,
 class DeepMADProblem(Problem):
     """Maximise the DeepMAD objective of a search space's genotypes under a ``Budget``."""
 
-    CHUNK = 4096
+    CHUNK = 16384
 
     def __init__(self, space: SearchSpace, budget: Budget, alpha=None, beta: float = DEFAULT_BETA,
                  convention: str = "torch") -> None:
