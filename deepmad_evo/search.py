@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing as mp
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from queue import Empty
@@ -230,7 +231,13 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
 
 def _parallel_chains(args, chain_seeds, jobs, report):
     """Run chains in worker processes, relaying their progress to ``report`` in this process."""
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    # fork is cheapest and needs no `if __name__ == "__main__"` guard in user scripts, but forking
+    # a threaded process (the CLI's rich refresh thread) can deadlock on a lock held at fork time.
+    methods = mp.get_all_start_methods()
+    if threading.active_count() == 1 and "fork" in methods:
+        ctx = mp.get_context("fork")
+    else:
+        ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ctx.Manager() as manager:
         queue = manager.Queue()
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
