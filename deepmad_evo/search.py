@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from queue import Empty
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -55,6 +55,7 @@ class SearchSettings:
     polish_top: int = 6
     perturbations: int = 40
     chains: int = 6
+    finish: int = 40  # perturbations from the best of all chains at the end (0 = none)
     jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
 
 
@@ -219,9 +220,25 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
         outcomes = _parallel_chains(args, chain_seeds, jobs, report)
     # Best objective wins; ties go to the lowest chain index, so the choice is deterministic.
     best = max(range(len(outcomes)), key=lambda c: (outcomes[c][1], -c))
-    best_x = outcomes[best][0]
-    history = tuple(h for o in outcomes for h in o[2])
+    best_x, best_f = outcomes[best][0], outcomes[best][1]
+    history = [h for o in outcomes for h in o[2]]
     n_evals = sum(o[3] for o in outcomes)
+    if settings.local_search and settings.finish:
+        # One more perturbation run from the overall best: chains end in nearby basins that differ
+        # in how depth is split between stages, and a last kick from the winner often joins them.
+        finisher_seed = int(np.random.SeedSequence([seed, settings.chains]).generate_state(1)[0])
+
+        def log(info):
+            info["chain"] = settings.chains
+            history.append(info)
+            report(info)
+
+        n0 = problem.n_evals
+        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, neighbourhood(space.n_var),
+                                             replace(settings, perturbations=settings.finish),
+                                             np.random.default_rng(finisher_seed), log)
+        n_evals += problem.n_evals - n0
+    history = tuple(history)
     genotype = space.genotype(best_x)
     evaluation = evaluate(genotype, problem.alpha, beta, convention)
     _, G = problem.evaluate_vectors(best_x[None])
@@ -307,7 +324,10 @@ def _perturb_and_polish(problem, x, fx, moves, settings, rng, log):
     for step in range(settings.perturbations):
         y = x.copy()
         idx = rng.choice(space.n_var, size=3, replace=False)
-        y[idx] = np.clip(y[idx] + np.round(rng.normal(0, 0.1, 3) * span[idx]).astype(np.int64), xl[idx], xu[idx])
+        # Kick by ~10 % of each range, but by at least one step, so short ranges (kernel, a
+        # first-stage depth of 1..3) move too.
+        step = np.maximum(1, np.round(np.abs(rng.normal(0, 0.1, 3)) * span[idx])).astype(np.int64)
+        y[idx] = np.clip(y[idx] + rng.choice([-1, 1], 3) * step, xl[idx], xu[idx])
         y = _restore(problem, y)
         if y is None:
             continue
