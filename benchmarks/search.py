@@ -25,7 +25,7 @@ from deepmad_evo.config import load_config, preset_names  # noqa: E402
 from deepmad_evo.genotype import load_genotype  # noqa: E402
 from deepmad_evo.objective import evaluate  # noqa: E402
 from deepmad_evo.problem import DeepMADProblem  # noqa: E402
-from deepmad_evo.search import SearchSettings, run_search  # noqa: E402
+from deepmad_evo.search import run_search  # noqa: E402
 
 PUBLISHED = ROOT.parent / "shared" / "published"
 REFERENCE = {"mb-29m": "deepmad-29M-224.txt", "r18": "deepmad-R18.txt"}
@@ -61,9 +61,7 @@ def main() -> None:
         if name in REFERENCE and (PUBLISHED / REFERENCE[name]).is_file():
             ref = evaluate(load_genotype(PUBLISHED / REFERENCE[name]), o.alpha, o.beta, o.convention).objective
         rate = throughput(cfg)
-        s = cfg.search
-        settings = SearchSettings(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts,
-                                  chains=s.chains, perturbations=s.perturbations, local_search=s.local_search)
+        settings = cfg.search_settings()
         objectives = []
         for seed in range(args.seeds):
             t = time.perf_counter()

@@ -17,6 +17,7 @@ from .costs import CONVENTIONS
 from .genotype import BLOCKS, MOBILE_BLOCKS, RESNET_BLOCKS
 from .objective import DEFAULT_BETA, check_alpha
 from .problem import Budget
+from .search import SearchSettings
 from .space import SearchSpace, Template
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -86,7 +87,8 @@ class SearchConfig:
     generations: int = 60
     restarts: int = 2
     chains: int = 6
-    perturbations: int = 40
+    perturbations: int = 25
+    finish: int = 25
     local_search: bool = True
     seed: int = 0
 
@@ -101,6 +103,13 @@ class Config:
     budget: Budget
     objective: ObjectiveConfig
     search: SearchConfig
+
+    def search_settings(self, **overrides) -> SearchSettings:
+        """The search effort of this config (``overrides`` replace single fields, e.g. ``jobs=1``)."""
+        s = self.search
+        fields = dict(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts, chains=s.chains,
+                      perturbations=s.perturbations, finish=s.finish, local_search=s.local_search)
+        return SearchSettings(**{**fields, **overrides})
 
     def search_space(self) -> SearchSpace:
         t, sp = self.template, self.space
@@ -297,7 +306,7 @@ def load_config(source: str | Path | None = None) -> Config:
     objective = ObjectiveConfig(**o)
     s = _take(top.get("search", {}), "search", {
         "pop_size": _pos_int, "generations": _pos_int, "restarts": _pos_int, "chains": _pos_int,
-        "perturbations": _int_, "local_search": _bool, "seed": _int_}, src)
+        "perturbations": _int_, "finish": _int_, "local_search": _bool, "seed": _int_}, src)
     cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchConfig(**s))
     try:
         cfg.validate()

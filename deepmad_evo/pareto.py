@@ -179,10 +179,7 @@ def search_settings(cfg: Config) -> SearchSettings:
     effort would cost ~60 CPU-seconds; the monotone carry-over between budgets makes up for the
     shorter searches.
     """
-    s = cfg.search
-    return SearchSettings(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts,
-                          chains=min(s.chains, PARETO_MAX_CHAINS), perturbations=s.perturbations,
-                          local_search=s.local_search, jobs=1)
+    return cfg.search_settings(chains=min(cfg.search.chains, PARETO_MAX_CHAINS), jobs=1)
 
 
 def point_budget(cfg: Config, macs: float | None, params: float | None) -> Budget:

@@ -53,9 +53,10 @@ class SearchSettings:
     restarts: int = 2
     local_search: bool = True
     polish_top: int = 6
-    perturbations: int = 40
+    perturbations: int = 25
     chains: int = 6
-    finish: int = 40  # perturbations from the best of all chains at the end (0 = none)
+    finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
+    pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
     jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
 
 
@@ -234,7 +235,7 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
             report(info)
 
         n0 = problem.n_evals
-        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, neighbourhood(space.n_var),
+        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, neighbourhood(space.n_var, pairs=settings.pair_steps),
                                              replace(settings, perturbations=settings.finish),
                                              np.random.default_rng(finisher_seed), log)
         n_evals += problem.n_evals - n0
@@ -305,7 +306,7 @@ def _chain(space, budget, alpha, beta, convention, settings, seed, chain, report
     order = np.argsort(-f, kind="stable")
     best_x, best_f = X[order[0]], f[order[0]]
     if settings.local_search:
-        moves = neighbourhood(space.n_var)
+        moves = neighbourhood(space.n_var, pairs=settings.pair_steps)
         for i in order[: settings.polish_top]:
             if not np.isfinite(f[i]):
                 continue
@@ -326,8 +327,8 @@ def _perturb_and_polish(problem, x, fx, moves, settings, rng, log):
         idx = rng.choice(space.n_var, size=3, replace=False)
         # Kick by ~10 % of each range, but by at least one step, so short ranges (kernel, a
         # first-stage depth of 1..3) move too.
-        step = np.maximum(1, np.round(np.abs(rng.normal(0, 0.1, 3)) * span[idx])).astype(np.int64)
-        y[idx] = np.clip(y[idx] + rng.choice([-1, 1], 3) * step, xl[idx], xu[idx])
+        kick = np.maximum(1, np.round(np.abs(rng.normal(0, 0.1, 3)) * span[idx])).astype(np.int64)
+        y[idx] = np.clip(y[idx] + rng.choice([-1, 1], 3) * kick, xl[idx], xu[idx])
         y = _restore(problem, y)
         if y is None:
             continue

@@ -82,6 +82,16 @@ def test_same_seed_same_result(tiny):
     assert [h["best_objective"] for h in a.history] == [h["best_objective"] for h in b.history]
 
 
+def test_history_is_json_ready(tiny):
+    import json
+
+    cfg, space = tiny
+    history = _run(cfg, space, 1).history
+    assert {h["phase"] for h in history} == {"ga", "polish"}
+    json.dumps(history)  # run.json stores it; numpy scalars or arrays would break the write
+    assert all(type(v) in (int, float, str) for h in history for v in h.values())
+
+
 def test_result_does_not_depend_on_worker_count(tiny):
     from dataclasses import replace
 

@@ -42,9 +42,7 @@ def resolve_config(args: argparse.Namespace):
 
 
 def settings_of(cfg) -> SearchSettings:
-    s = cfg.search
-    return SearchSettings(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts, chains=s.chains,
-                          perturbations=s.perturbations, local_search=s.local_search)
+    return cfg.search_settings()
 
 
 def default_out(cfg) -> Path:
@@ -72,7 +70,8 @@ def search_with_progress(cfg, console):
     with Progress(*columns, console=console, transient=False) as progress:
         n = settings.chains
         ga = progress.add_task(f"GA ×{n} chains", total=n * settings.restarts * settings.generations, best="-", feas="-")
-        polish = progress.add_task("polish", total=n * settings.perturbations if settings.local_search else 0,
+        polish = progress.add_task("polish", total=(n * settings.perturbations + settings.finish)
+                                   if settings.local_search else 0,
                                    best="-", feas="-", visible=settings.local_search)
         best = {}
 
