@@ -56,6 +56,10 @@ class Block(nn.Module):
     def __init__(self, unit: Unit, activation: Callable[..., nn.Module], drop_path: float = 0.0):
         super().__init__()
         mobile = unit.block in MOBILE_BLOCKS
+        self.spec = (f"{unit.block} {unit.c_in}→{unit.c_out}, btn={unit.btn}, k={unit.k}, s={unit.s}"
+                     + (f", se={unit.se}" if unit.se else "")
+                     + (", projection" if unit.projection else ", identity" if unit.residual else "")
+                     + (" (pooled)" if unit.pooled else ""))
         layers: list[nn.Module] = []
         last = len(unit.layers) - 1
         for i, conv in enumerate(unit.layers):
@@ -74,6 +78,9 @@ class Block(nn.Module):
             self.shortcut = nn.Sequential(*parts) if len(parts) > 1 else parts[0] if parts else nn.Identity()
         self.drop_path = StochasticDepth(drop_path, "row") if unit.residual and drop_path > 0 else nn.Identity()
         self.act = nn.Identity() if mobile else activation(inplace=True) if _takes_inplace(activation) else activation()
+
+    def extra_repr(self) -> str:
+        return self.spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.branch(x)
@@ -234,27 +241,43 @@ def build_model(genotype: Genotype | str | os.PathLike, num_classes: int | None 
     return model
 
 
-def verify_costs(genotype: Genotype | str | os.PathLike, image_size: int | None = None) -> tuple[int, int]:
-    """Build the network once on CPU and count its params and MACs from the live module.
-
-    Params are ``sum(p.numel())``; MACs are ``FlopCounterMode`` total // 2 for one image, so they
-    are comparable to ``costs.network_costs(expand(g), "torch")`` (DESIGN.md §4).
+def live_costs(model: nn.Module, image_size: int, in_channels: int = 3) -> tuple[int, int]:
+    """Params and MACs counted on a live module: ``sum(p.numel())`` and ``FlopCounterMode`` total // 2 for one image.
 
     Args:
-        genotype: a ``Genotype``, or a path / text form that ``load_genotype`` reads.
-        image_size: input side; default the genotype's.
+        model: any module taking (N, in_channels, image_size, image_size).
+        image_size: input side.
+        in_channels: input channels.
 
     Returns:
-        ``(params, macs)``.
+        ``(params, macs)``; the module is left in the training mode it had.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    g = as_genotype(genotype)
-    model = build_model(g).eval()
     params = sum(p.numel() for p in model.parameters())
-    side = g.image_size if image_size is None else image_size
-    x = torch.zeros(1, g.in_channels, side, side)
+    device = next(model.parameters()).device
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, in_channels, image_size, image_size, device=device))
+    finally:
+        model.train(was_training)
     return params, counter.get_total_flops() // 2
+
+
+def verify_costs(genotype: Genotype | str | os.PathLike) -> tuple[int, int]:
+    """Build the network once on CPU and count its params and MACs from the live module.
+
+    The result equals ``costs.network_costs(expand(g), "torch")`` (DESIGN.md §4); a search shows
+    both side by side.
+
+    Args:
+        genotype: a ``Genotype``, or a path / text form that ``load_genotype`` reads.
+
+    Returns:
+        ``(params, macs)`` of the decoded module, for one image at the genotype's size.
+    """
+    g = as_genotype(genotype)
+    return live_costs(build_model(g), g.image_size, g.in_channels)

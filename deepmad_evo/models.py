@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .genotype import Genotype, load_genotype
+from .genotype import Genotype, GenotypeError, load_genotype
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 INDEX = ZOO_DIR / "index.json"
@@ -52,3 +52,20 @@ def get_model(name: str, **kwargs):
     from .model import build_model
 
     return build_model(get_genotype(name), **kwargs)
+
+
+def resolve_genotype(source: str, image_size: int | None = None) -> Genotype:
+    """A genotype from a path, a text form or a zoo name (in that order).
+
+    Raises:
+        GenotypeError: naming the source when it is none of these.
+    """
+    try:
+        return load_genotype(source, image_size=image_size)
+    except GenotypeError as exc:
+        if str(source) not in zoo_index() or Path(source).exists():
+            if "neither a readable file" in str(exc):
+                raise GenotypeError(f"{exc} nor a zoo model ({', '.join(list_models())})") from None
+            raise
+    g = get_genotype(str(source))
+    return g if image_size is None else Genotype(g.stem, g.stages, g.head, image_size, g.in_channels, g.num_classes)

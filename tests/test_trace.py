@@ -92,3 +92,17 @@ def test_is_module_spec():
 def test_bad_specs_raise_one_clear_value_error(spec, message):
     with pytest.raises(ValueError, match=message):
         load_module(spec)
+
+
+def test_inspect_command_traces_module_specs(capsys):
+    import json
+
+    from deepmad_evo.cli import main
+
+    assert main(["inspect", "tests.test_trace:plain_net", "--image-size", "16", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layers"] == 3 and report["source"] == "tests.test_trace:plain_net"
+    assert main(["inspect", "tests.test_trace:plain_net", "--image-size", "16"]) == 0
+    assert "Sequential" not in capsys.readouterr().err
+    assert main(["inspect", "torchvision:resnet18", "--convention", "tinynas"]) == 2
+    assert "--convention" in capsys.readouterr().err
