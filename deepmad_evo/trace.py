@@ -22,21 +22,22 @@ How layers are counted, so that a traced module and a genotype are scored alike 
 - MACs are ``FlopCounterMode`` total // 2 and params ``sum(p.numel())``, both from the live
   module, i.e. the ``torch`` convention.
 
-Effectiveness ρ measured this way at 224×224 (default α, β):
+Effectiveness ρ measured this way (``run.py inspect torchvision:<name>``, 224×224; ρ is the
+largest prefix value, here always one of the last two prefixes):
 
-================  ===  ======  =====  =====================================================
-model               L  ρ       segs   notes
-================  ===  ======  =====  =====================================================
-resnet18           17  0.0213  5      stem conv + 16 block convs (downsample 1×1 excluded)
-resnet34           33  0.0358  5
-resnet50           49  0.0793  5      stride on the 3×3 (v1.5); 1×1 widths lower the mean
-mobilenet_v2       52  0.2949  5      depthwise k² = 9 widths dominate the geometric mean
-efficientnet_b0    49  0.2776  5      SE convs excluded (gates); 5×5 depthwise helps
-================  ===  ======  =====  =====================================================
+================  ===  ======  ======================================================
+model               L  ρ       layers counted
+================  ===  ======  ======================================================
+resnet18           17  0.0147  7×7 stem + 8 basic blocks × 2; 3 downsample 1×1s excluded
+resnet34           33  0.0228  7×7 stem + 16 basic blocks × 2; 3 downsample 1×1s excluded
+resnet50           49  0.0891  7×7 stem + 16 bottlenecks × 3; 4 downsample 1×1s excluded
+mobilenet_v2       52  0.9395  3×3 stem + 2 + 16 inverted residuals × 3 + 1×1 head
+efficientnet_b0    49  0.6288  3×3 stem + 2 + 15 MBConv × 3 + 1×1 head; 32 SE convs excluded
+================  ===  ======  ======================================================
 
-The DeepMAD paper's bounds are ρ0 = 0.3 for ResNet-style and 0.5 for MobileNet-style blocks;
-these classic networks sit below them, the MobileNets much closer to their bound than the
-ResNets, which is the neighbourhood the paper describes.
+The ResNets sit far below the paper's ResNet bound ρ0 = 0.3 (their wide 3×3 layers give a
+large geometric-mean width); the depthwise networks sit above the MobileNet bound ρ0 = 0.5,
+because every depthwise layer has width k² (9 or 25), which pulls the geometric mean down.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -61,6 +61,25 @@ def test_resnet18_layers_segments_and_rho():
     assert [s["side"] for s in report["segments"]] == [32, 16, 8, 4, 2]
 
 
+def test_mobilenet_v2_rho_from_its_published_table():
+    """Widths written out from the MobileNetV2 paper's table, independently of the tracer."""
+    widths, c = [3 * 9, 9, 32], 16  # stem; t=1 block: depthwise 3x3, project from 32
+    ends = []  # layers through the end of each segment: a new one starts at every stride-2 block
+    for t, out, n, s in ((6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+        if s == 2:
+            ends.append(len(widths))
+        for _ in range(n):
+            widths += [c, 9, c * t]  # expand 1x1 (width c_in), depthwise k² = 9, project 1x1 (width c_in·t)
+            c = out
+    widths.append(320)  # head 1x1
+    ends.append(len(widths))
+    report = module_report("torchvision:mobilenet_v2", image_size=64)
+    assert report["layers"] == len(widths) == 52
+    assert [s["layers"] for s in report["segments"]] == ends == [3, 9, 18, 39, 52]
+    for seg, end in zip(report["segments"], ends):
+        assert seg["rho_prefix"] == pytest.approx(end / math.exp(sum(map(math.log, widths[:end])) / end), rel=1e-12)
+
+
 def test_efficientnet_excludes_squeeze_excitation_gates():
     report = module_report("torchvision:efficientnet_b0", image_size=64)
     # 16 MBConv blocks: the first (expand ratio 1) has 2 main convs, the others 3; stem and head.
