@@ -140,6 +140,10 @@ class DeepMADNet(nn.Module):
             self.classifier = nn.Linear(network.out_channels, num_classes)
         self.num_classes = num_classes
 
+    @property
+    def genotype(self) -> Genotype:
+        return self.network.genotype
+
     def _units(self):
         yield self.stem
         for stage in self.stages:
@@ -216,10 +220,12 @@ def build_model(genotype: Genotype | str | os.PathLike, num_classes: int | None 
         features_only: return a backbone whose forward gives each selected segment's output.
         out_indices: segments to return with ``features_only`` (default all; negatives count from the end).
         drop_rate: dropout probability before the classifier.
-        drop_path_rate: stochastic-depth probability of the last residual block (linear ramp from 0).
+        drop_path_rate: stochastic-depth rate; block i of N (counting every block) drops its residual
+            branch with probability rate·i/N, as in torchvision's EfficientNet.
         zero_init_residual: zero γ of the last BN of every residual branch.
         activation: ``relu``/``silu``/``hardswish``/``gelu``/``relu6`` or an ``nn.Module`` class; default
-            ReLU for basic/bottleneck and SiLU for mbconv(_se), chosen per block family.
+            ReLU for basic/bottleneck and SiLU for mbconv(_se), per block (the stem follows
+            the first stage's family, the head the last stage's).
 
     Returns:
         A ``DeepMADNet`` (an ``nn.Module``).
