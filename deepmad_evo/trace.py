@@ -58,6 +58,7 @@ from .report import constraint_checks
 
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _GLOBAL_POOL = ("MeanBackward", "AdaptiveAvgPool", "AdaptiveMaxPool", "AmaxBackward")
 
 
@@ -240,7 +241,14 @@ def trace_module(model: nn.Module, image_size: int = 224, in_channels: int | Non
         calls.append((names[module], module, tuple(inputs[0].shape[-2:]), tuple(output.shape[-2:]), output.grad_fn,
                       inputs[0].grad_fn))
 
+    norms_after: dict[int, list[nn.Module]] = {}
+
+    def norm_hook(module, inputs, output):
+        # A norm layer belongs with the conv that ran just before it (a stem's or VGG's conv + BN).
+        norms_after.setdefault(len(calls) - 1, []).append(module)
+
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_hook(norm_hook) for m in model.modules() if isinstance(m, _NORMS)]
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False, depth=None)
@@ -300,7 +308,20 @@ def trace_module(model: nn.Module, image_size: int = 224, in_channels: int | Non
 
     flops = counter.get_flop_counts()
     root = type(model).__name__
-    params_of = {}
+    params_of: dict[str, int] = {}
+    unit_names = {c.unit for c in convs if c.role == "layer"}
+    # Norm layers outside every unit (e.g. "stem.1" beside the unit "stem.0") join the unit of the conv before them.
+    extra: dict[str, int] = {}
+    counted: set[int] = set()
+    for i, mods in norms_after.items():
+        if i < 0 or convs[i].unit not in unit_names:
+            continue
+        for m in mods:
+            name = names[m]
+            inside = any(name == u or name.startswith(u + ".") for u in unit_names)
+            if not inside and id(m) not in counted:
+                counted.add(id(m))
+                extra[convs[i].unit] = extra.get(convs[i].unit, 0) + sum(p.numel() for p in m.parameters())
     units, segment, prev_area = [], 0, None
     layers = [convs[i] for i in sorted(on_path)]
     k = 0
@@ -314,7 +335,7 @@ def trace_module(model: nn.Module, image_size: int = 224, in_channels: int | Non
             segment += 1
         prev_area = area
         if name not in params_of:
-            params_of[name] = sum(p.numel() for p in model.get_submodule(name).parameters())
+            params_of[name] = sum(p.numel() for p in model.get_submodule(name).parameters()) + extra.get(name, 0)
         unit_flops = flops.get(f"{root}.{name}", {})
         units.append(TracedUnit(name, run[0].unit_class, tuple(run), segment, int(sum(unit_flops.values()) // 2),
                                 int(params_of[name])))

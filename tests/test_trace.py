@@ -42,8 +42,11 @@ def test_traced_decoder_matches_the_closed_form(g):
         assert traced[key] == pytest.approx(closed[key], rel=1e-12, abs=1e-12), key
     for key in ("rho_prefix", "entropy_terms"):
         assert traced[key] == pytest.approx(closed[key], rel=1e-12), key
-    assert [s["depth"] for s in traced["stages"]] == [s["depth"] for s in closed["stages"]]
-    assert [s["segment"] for s in traced["stages"]] == [s["segment"] for s in closed["stages"]]
+    fields = ("in", "out", "k", "s", "depth", "side", "segment", "macs", "params")
+    assert [[row[f] for f in fields] for row in traced["stages"]] == [[row[f] for f in fields] for row in closed["stages"]]
+    assert traced["classifier"] == closed["classifier"]
+    fields = ("channels", "side", "layers")
+    assert [[s[f] for f in fields] for s in traced["segments"]] == [[s[f] for f in fields] for s in closed["segments"]]
     assert set(closed) <= set(traced)
 
 
