@@ -16,6 +16,8 @@ COMMANDS = {
     "search": "deepmad_evo.commands.search",
     "inspect": "deepmad_evo.commands.inspect",
     "pareto": "deepmad_evo.commands.pareto",
+    "build": "deepmad_evo.commands.build",
+    "export": "deepmad_evo.commands.export",
 }
 
 EXIT_USAGE = 2

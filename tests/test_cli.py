@@ -19,7 +19,8 @@ def cli(*args, cwd=None):
 
 def test_search_writes_genotype_and_run_record(tmp_path):
     out = tmp_path / "run"
-    p = cli("--config", "tiny", "--seed", "3", "--out", out)
+    # --no-build: building the winner imports torch (seconds per subprocess); tests/test_build.py covers it.
+    p = cli("--config", "tiny", "--seed", "3", "--out", out, "--no-build")
     assert p.returncode == 0, p.stderr
     g = load_genotype(out / "genotype.json")
     record = json.loads((out / "run.json").read_text())
@@ -29,14 +30,14 @@ def test_search_writes_genotype_and_run_record(tmp_path):
     assert record["objective"] == pytest.approx(evaluate(g, convention="torch", alpha=(1, 1, 8)).objective)
     assert "best network" in p.stdout and "✓" in p.stdout
     # Same command again: the finished run is recognised, not recomputed or lost.
-    again = cli("--config", "tiny", "--seed", "3", "--out", out)
+    again = cli("--config", "tiny", "--seed", "3", "--out", out, "--no-build")
     assert again.returncode == 0 and "already holds this search" in again.stdout
     assert load_genotype(out / "genotype.json") == g
 
 
 def test_search_subcommand_and_overrides(tmp_path):
     p = cli("search", "--config", "tiny", "--budget", "15M", "--params", "0.3M", "--rho", "0.45",
-            "--convention", "tinynas", "--out", tmp_path / "r")
+            "--convention", "tinynas", "--out", tmp_path / "r", "--no-build")
     assert p.returncode == 0, p.stderr
     cfg = json.loads((tmp_path / "r" / "run.json").read_text())["config"]
     assert cfg["budget"] == {"rho": 0.45, "macs": 15e6, "params": 0.3e6, "max_layers": None, "monotone": True}

@@ -1,9 +1,10 @@
-"""`inspect PATH`: score a genotype (JSON, text form, TinyNAS structure file) and show the table."""
+"""`inspect PATH`: score a genotype (JSON, text form, TinyNAS structure file) or a traced nn.Module and show the table."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..config import parse_quantity
 from ..costs import CONVENTIONS
@@ -15,7 +16,8 @@ from ..report import genotype_report
 
 def add_parser(sub) -> None:
     p = sub.add_parser("inspect", help="score a genotype file / text form and show its per-stage table")
-    p.add_argument("path", help="genotype JSON, text form, or reference structure file")
+    p.add_argument("path", help="genotype JSON, text form, reference structure file, or a module to trace: "
+                                "torchvision:<name> or package.module:callable")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--convention", choices=CONVENTIONS, default="torch")
     p.add_argument("--image-size", type=int, default=None, help="override the image size")
@@ -38,11 +40,23 @@ def run(args: argparse.Namespace, console) -> int:
     if args.image_size is not None and args.image_size < 1:
         raise ValueError(f"--image-size: expected a positive integer, got {args.image_size}")
     budget = budget_from_args(args)
-    genotype = load_genotype(args.path, image_size=args.image_size)
-    report = genotype_report(genotype, args.alpha, args.beta, args.convention, budget)
+    if ":" in args.path and not Path(args.path).exists():
+        report = _traced(args, budget)
+    else:
+        genotype = load_genotype(args.path, image_size=args.image_size)
+        report = genotype_report(genotype, args.alpha, args.beta, args.convention, budget)
     if args.json:
         # Plain stdout: machine-readable, no rich markup or wrapping.
         print(json.dumps(report))
         return 0
     print_report(console, report, title=f"{args.path}")
     return 0
+
+
+def _traced(args: argparse.Namespace, budget) -> dict:
+    """Report of a live module traced on a dummy input (imports torch only on this path)."""
+    if args.convention != "torch":
+        raise ValueError(f"--convention: a traced module is counted from the live module (torch), got {args.convention!r}")
+    from ..trace import module_report
+
+    return module_report(args.path, 224 if args.image_size is None else args.image_size, args.alpha, args.beta, budget)

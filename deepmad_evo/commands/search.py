@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
     p.add_argument("--out", default=None, help="run directory (default runs/<config>-<budget>-s<seed>-<hash>)")
     p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result")
+    p.add_argument("--no-build", action="store_true", help="do not build the winner on CPU to verify its params/MACs")
 
 
 def resolve_config(args: argparse.Namespace):
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace, console) -> int:
 
             genotype = Genotype.from_dict(previous["genotype"])
             console.print(f"[dim]{out} already holds this search (same config and seed); showing it (--force to redo)[/]")
-            _show(console, cfg, genotype)
+            _show(console, cfg, genotype, not args.no_build)
             return 0
     started = time.time()
     result = search_with_progress(cfg, console)
@@ -110,14 +111,18 @@ def run(args: argparse.Namespace, console) -> int:
     }
     save_genotype(result.genotype, out / "genotype.json")
     atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
-    _show(console, cfg, result.genotype)
+    _show(console, cfg, result.genotype, not args.no_build)
     console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{out / 'genotype.json'}[/]")
     return 0
 
 
-def _show(console, cfg, genotype) -> None:
+def _show(console, cfg, genotype, build: bool = True) -> None:
     report = genotype_report(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention, cfg.budget)
     print_report(console, report, title=f"{cfg.name}: best network")
+    if build:
+        from .build import print_verified
+
+        print_verified(console, genotype)
 
 
 def _load_previous(path: Path):
