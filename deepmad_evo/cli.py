@@ -16,6 +16,7 @@ COMMANDS = {
     "search": "deepmad_evo.commands.search",
     "inspect": "deepmad_evo.commands.inspect",
     "pareto": "deepmad_evo.commands.pareto",
+    "train": "deepmad_evo.commands.train",
 }
 
 EXIT_USAGE = 2
