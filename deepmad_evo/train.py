@@ -326,28 +326,23 @@ _LAYOUT = {
 
 
 # ------------------------------------------------------------------------------------------ model
-def make_model(source: Genotype | str, num_classes: int, config: TrainConfig) -> nn.Module:
-    """Build the network to train, initialised from ``config.seed`` without touching the global RNG.
+def make_model(genotype: Genotype, num_classes: int, config: TrainConfig) -> nn.Module:
+    """Decode the genotype, initialised from ``config.seed`` without touching the global RNG.
 
     Args:
-        source: a genotype (decoded by ``build_model``) or a name registered in ``deepmad_evo.models``.
+        genotype: the network (``deepmad_evo.models.get_genotype(name)`` gives the presets).
         num_classes: classifier width (the dataset's number of classes).
         config: supplies seed, drop_rate, drop_path_rate and zero_init_residual.
 
     Returns:
         The freshly initialised module (on CPU, in float32).
     """
+    from .model import build_model
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        if isinstance(source, Genotype):
-            from .model import build_model
-
-            return build_model(source, num_classes, drop_rate=config.drop_rate, drop_path_rate=config.drop_path_rate,
-                               zero_init_residual=config.zero_init_residual)
-        from .models import get_model
-
-        return get_model(source, num_classes=num_classes, drop_rate=config.drop_rate,
-                         drop_path_rate=config.drop_path_rate, zero_init_residual=config.zero_init_residual)
+        return build_model(genotype, num_classes, drop_rate=config.drop_rate, drop_path_rate=config.drop_path_rate,
+                           zero_init_residual=config.zero_init_residual)
 
 
 @dataclass(frozen=True)

@@ -315,3 +315,37 @@ def test_gpu_amp_channels_last_compile(tmp_path):
     conv = next(p for p in model.parameters() if p.ndim == 4 and p.shape[-1] > 1)
     assert conv.is_cuda and conv.is_contiguous(memory_format=torch.channels_last)
     assert T.load_checkpoint(tmp_path / "gpu" / "checkpoint.pt")["epoch"] == 2
+
+
+def test_search_then_train(tmp_path, capsys):
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(T.CONFIG_DIR.joinpath("smoke.toml").read_text().replace("fake_images = 256", "fake_images = 32")
+                      .replace("fake_val_images = 64", "fake_val_images = 8").replace("epochs = 2", "epochs = 1")
+                      .replace("warmup_epochs = 1", "warmup_epochs = 0"))
+    assert cli_main(["--config", "tiny", "--train", "--epochs", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "--epochs: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # the bad training flag stopped it before the search
+    out = tmp_path / "run"
+    assert cli_main(["--config", "tiny", "--train", "--dataset", "fake", "--batch-size", "16",
+                     "--train-config", str(recipe), "--out", str(out)]) == 0
+    searched = Genotype.from_json((out / "genotype.json").read_text())
+    assert Genotype.from_json((out / "train" / "genotype.json").read_text()) == searched
+    row = json.loads((out / "train" / "metrics.json").read_text())["epochs"][-1]
+    assert row["epoch"] == 1 and row["step"] == 2 and math.isfinite(row["train_loss"])
+    assert T.load_checkpoint(out / "train" / "checkpoint.pt")["extra"] == {"genotype": searched.to_text()}
+
+
+def test_cli_trains_a_registered_model(tmp_path, capsys):
+    from deepmad_evo.models import get_genotype
+
+    assert cli_main(["train", "--model", "no-such-net", "--dataset", "fake"]) == 2
+    assert "model: expected one of" in capsys.readouterr().err
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(T.CONFIG_DIR.joinpath("smoke.toml").read_text().replace("fake_images = 256", "fake_images = 16")
+                      .replace("fake_val_images = 64", "fake_val_images = 8").replace("epochs = 2", "epochs = 1")
+                      .replace("warmup_epochs = 1", "warmup_epochs = 0"))
+    out = tmp_path / "run"
+    assert cli_main(["train", "--model", "tiny", "--config", str(recipe), "--batch-size", "8", "--image-size", "32",
+                     "--out", str(out)]) == 0
+    assert Genotype.from_json((out / "genotype.json").read_text()) == get_genotype("tiny")
+    assert json.loads((out / "train_config.json").read_text())["config"]["data"]["image_size"] == 32

@@ -71,61 +71,52 @@ def run(args: argparse.Namespace, console) -> int:
         raise ValueError("train: expected a GENOTYPE (file or text form) or --model NAME, exactly one of them")
     out = Path(args.out) if args.out else None
     if args.model is not None:
-        return train_genotype(args.model, args, console, out)
+        from ..models import get_genotype
+
+        return train_genotype(get_genotype(args.model), args, console, out, name=args.model)
     from ..genotype import load_genotype
 
     name = Path(args.genotype).stem if Path(args.genotype).is_file() else "genotype"
     return train_genotype(load_genotype(args.genotype), args, console, out, name=name)
 
 
-def train_genotype(source, args: argparse.Namespace, console, out: Path | None = None, name: str | None = None) -> int:
-    """Train a genotype (or a registered model name) as the flags in ``args`` say, rendering progress.
-
-    Used by `train` and by `search --train` (which passes the winner and ``<search run>/train``).
+def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None = None, name: str | None = None) -> int:
+    """Train a genotype as the flags in ``args`` say, rendering progress; used by `train` and `search --train`.
 
     Args:
-        source: a Genotype, or a name registered in ``deepmad_evo.models``.
+        genotype: the network to decode and train.
         args: parsed flags of ``add_train_options`` (plus the optional train_seed, train_image_size).
         console: rich console; silenced on every torchrun process but the first.
         out: run folder; default ``runs/train-<name>-<dataset>``.
-        name: names the default run folder (default: the model name, or "genotype").
+        name: names the default run folder (default "genotype").
 
     Returns:
         The exit status (0).
     """
-    from ..genotype import Genotype, save_genotype
+    from ..genotype import save_genotype
     from ..train import CHECKPOINT, build_data, make_model, train
 
     cfg = resolve_train_config(args)
     if cfg.image_size == 0:
-        image_size = source.image_size if isinstance(source, Genotype) else _registered_image_size(source)
-        cfg = cfg.with_overrides(image_size=image_size)
-    if int(os.environ.get("RANK", "0")) != 0:
+        cfg = cfg.with_overrides(image_size=genotype.image_size)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if not main_process:
         console.quiet = True  # torchrun: only the first process reports
-    name = name or (source if isinstance(source, str) else "genotype")
-    out = out or Path("runs") / f"train-{name}-{cfg.dataset}"
+    out = out or Path("runs") / f"train-{name or 'genotype'}-{cfg.dataset}"
     resume = bool(getattr(args, "resume", False))
 
     data = build_data(cfg)
-    model = make_model(source, data.num_classes, cfg)
-    extra = {"model": source} if isinstance(source, str) else {"genotype": source.to_text()}
-    if isinstance(source, Genotype) and int(os.environ.get("RANK", "0")) == 0 and (resume or not (out / CHECKPOINT).exists()):
-        save_genotype(source, out / "genotype.json")
-    console.print(f"[bold]train[/] {extra.get('model') or extra['genotype']}")
+    model = make_model(genotype, data.num_classes, cfg)
+    if main_process and (resume or not (out / CHECKPOINT).exists()):
+        save_genotype(genotype, out / "genotype.json")
+    console.print(f"[bold]train[/] {genotype.to_text()}")
     console.print(f"data: {data.description}; image {cfg.image_size}px; recipe: "
                   f"{args.train_config or PRESET_OF_DATASET.get(cfg.dataset)} → {out}")
     with _ProgressView(console) as view:
-        result = train(model, cfg, data, out, resume=resume, callback=view.update, extra=extra)
+        result = train(model, cfg, data, out, resume=resume, callback=view.update,
+                       extra={"genotype": genotype.to_text()})
     _summary(console, result)
     return 0
-
-
-def _registered_image_size(name: str) -> int:
-    """The image size a registered model was designed for (224 when the registry does not say)."""
-    from .. import models
-
-    size = getattr(models, "image_size", None)
-    return int(size(name)) if callable(size) else 224
 
 
 class _ProgressView:
@@ -184,7 +175,7 @@ def _summary(console, result) -> None:
 
     final = result.final
     table = Table(title="trained", title_justify="left", header_style="bold")
-    for column in ("epochs", "val top-1", "val top-5", "val loss", "EMA top-1", "img/s", "run folder"):
+    for column in ("epochs", "val top-1", "val top-5", "val loss", "EMA top-1", "img/s"):
         table.add_column(column)
 
     def pct(v):
@@ -192,6 +183,6 @@ def _summary(console, result) -> None:
 
     table.add_row(str(final.get("epoch", 0)), pct(final.get("val_top1")), pct(final.get("val_top5")),
                   "-" if final.get("val_loss") is None else f"{final['val_loss']:.4f}", pct(final.get("ema_val_top1")),
-                  "-" if final.get("images_per_s") is None else f"{final['images_per_s']:,.0f}", str(result.out_dir))
+                  "-" if final.get("images_per_s") is None else f"{final['images_per_s']:,.0f}")
     console.print(table)
     console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt and model.pt in [bold]{result.out_dir}[/]")
