@@ -54,14 +54,15 @@ def _check_int(minimum: int):
     return check
 
 
-def _check_float(low: float, high: float = math.inf, *, open_low: bool = False):
+def _check_float(low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False):
     def check(v, where):
         ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-        ok = ok and (v > low if open_low else v >= low) and v <= high
+        ok = ok and (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
         if not ok:
             bound = f"> {low:g}" if open_low else f">= {low:g}"
-            raise TrainConfigError(f"{where}: expected a number {bound}" + (f" and <= {high:g}" if high < math.inf else "")
-                                   + f", got {v!r}")
+            if high < math.inf:
+                bound += f" and {'<' if open_high else '<='} {high:g}"
+            raise TrainConfigError(f"{where}: expected a number {bound}, got {v!r}")
         return float(v)
     return check
 
@@ -138,10 +139,10 @@ class TrainConfig:
     warmup_epochs: float = _option(5.0, "optim", _check_float(0.0))
     accum_steps: int = _option(1, "optim", _check_int(1))
     grad_clip: float = _option(0.0, "optim", _check_float(0.0))  # 0: off
-    ema_decay: float = _option(0.0, "optim", _check_float(0.0, 1.0))  # 0: no EMA
+    ema_decay: float = _option(0.0, "optim", _check_float(0.0, 1.0, open_high=True))  # 0: no EMA
     # [model]
-    drop_rate: float = _option(0.0, "model", _check_float(0.0, 1.0))
-    drop_path_rate: float = _option(0.0, "model", _check_float(0.0, 1.0))
+    drop_rate: float = _option(0.0, "model", _check_float(0.0, 1.0, open_high=True))
+    drop_path_rate: float = _option(0.0, "model", _check_float(0.0, 1.0, open_high=True))
     zero_init_residual: bool = _option(False, "model", _check_bool)
     sync_bn: bool = _option(False, "model", _check_bool)
     # [run]
@@ -290,9 +291,9 @@ def build_data(config: TrainConfig) -> Data:
         val = datasets.FakeData(config.fake_val_images, shape, config.fake_classes, val_tf,
                                 random_offset=config.fake_images)
         return Data(train, val, config.fake_classes, f"FakeData {config.fake_images}+{config.fake_val_images} images")
-    root = Path(config.path).expanduser()
     if not config.path:
         raise ValueError(f"--data: required for dataset {config.dataset!r} (a local folder; nothing is downloaded)")
+    root = Path(config.path).expanduser()
     if not root.is_dir():
         raise ValueError(f"--data: {str(root)!r} is not a directory; expected {_LAYOUT[config.dataset]}")
     if config.dataset == "cifar100":
