@@ -16,20 +16,20 @@ def add_parser(sub) -> None:
                                    "torchrun --nproc_per_node N run.py train ...")
     p.add_argument("genotype", nargs="?", default=None,
                    help="genotype JSON, text-form or TinyNAS structure file, or the text form itself")
-    p.add_argument("--model", default=None, help="a model registered in deepmad_evo.models instead of a genotype")
+    p.add_argument("--model", metavar="NAME", default=None, help="a model registered in deepmad_evo.models instead of a genotype")
     p.add_argument("--out", default=None, help="run folder (default runs/train-<name>-<dataset>)")
-    p.add_argument("--seed", dest="train_seed", type=int, default=None, help="training seed (default from the config)")
-    p.add_argument("--image-size", dest="train_image_size", type=int, default=None,
+    p.add_argument("--seed", dest="train_seed", metavar="SEED", type=int, default=None, help="training seed (default from the config)")
+    p.add_argument("--image-size", dest="train_image_size", metavar="PX", type=int, default=None,
                    help="training image side (default: the config's, else the genotype's)")
     add_train_options(p, config_flag="--config")
 
 
 def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config") -> None:
     """The training flags, shared by `train` and `search --train` (which names the recipe --train-config)."""
-    p.add_argument("--data", default=None,
+    p.add_argument("--data", metavar="DIR", default=None,
                    help="dataset folder: DIR/train and DIR/val (imagefolder) or the folder holding cifar-100-python/")
     p.add_argument("--dataset", default=None, help="imagefolder (default), cifar100 or fake")
-    p.add_argument(config_flag, dest="train_config", default=None,
+    p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
                    help="training preset (imagenet, cifar100, smoke) or TOML path; default chosen by --dataset")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="global batch over all processes")
