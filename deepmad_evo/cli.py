@@ -18,6 +18,7 @@ COMMANDS = {
     "pareto": "deepmad_evo.commands.pareto",
     "build": "deepmad_evo.commands.build",
     "export": "deepmad_evo.commands.export",
+    "train": "deepmad_evo.commands.train",
 }
 
 EXIT_USAGE = 2

@@ -16,6 +16,7 @@ from ..genotype import BLOCKS, atomic_write_text, save_genotype
 from ..render import print_report
 from ..report import genotype_report
 from ..search import SearchSettings, run_search
+from .train import add_train_options, resolve_train_config, train_genotype
 
 
 def add_parser(sub) -> None:
@@ -31,6 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<config>-<budget>-s<seed>-<hash>)")
     p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result")
     p.add_argument("--no-build", action="store_true", help="do not build the winner on CPU to verify its params/MACs")
+    p.add_argument("--train", action="store_true", help="then train the winner into OUT/train (flags as for `train`)")
+    add_train_options(p, config_flag="--train-config")
 
 
 def resolve_config(args: argparse.Namespace):
@@ -90,6 +93,8 @@ def search_with_progress(cfg, console):
 
 def run(args: argparse.Namespace, console) -> int:
     cfg = resolve_config(args)
+    if args.train:
+        resolve_train_config(args)  # bad training flags fail now, not after the search
     out = Path(args.out) if args.out else default_out(cfg)
     run_file = out / "run.json"
     if run_file.is_file() and not args.force:
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace, console) -> int:
             genotype = Genotype.from_dict(previous["genotype"])
             console.print(f"[dim]{out} already holds this search (same config and seed); showing it (--force to redo)[/]")
             _show(console, cfg, genotype, not args.no_build)
-            return 0
+            return train_genotype(genotype, args, console, out / "train") if args.train else 0
     started = time.time()
     result = search_with_progress(cfg, console)
     record = {
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace, console) -> int:
     atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
     _show(console, cfg, result.genotype, not args.no_build)
     console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{out / 'genotype.json'}[/]")
-    return 0
+    return train_genotype(result.genotype, args, console, out / "train") if args.train else 0
 
 
 def _show(console, cfg, genotype, build: bool = True) -> None:
