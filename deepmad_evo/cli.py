@@ -18,6 +18,7 @@ COMMANDS = {
     "pareto": "deepmad_evo.commands.pareto",
     "build": "deepmad_evo.commands.build",
     "export": "deepmad_evo.commands.export",
+    "cross-check": "deepmad_evo.commands.crosscheck",
 }
 
 EXIT_USAGE = 2

@@ -48,7 +48,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, NonlinearConstraint, minimize
 
 from .genotype import Genotype
-from .objective import DEFAULT_BETA, check_alpha, evaluate, evaluate_population
+from .objective import DEFAULT_BETA, Evaluation, check_alpha, evaluate, evaluate_population
 from .problem import Budget, DeepMADProblem
 from .search import SearchResult, local_search, neighbourhood
 from .space import SearchSpace, Template
@@ -369,7 +369,7 @@ class Relaxation:
         self.lower = np.concatenate([np.log(lower), space.depth_min]).astype(float)
         self.upper = np.concatenate([np.log(upper), space.depth_max]).astype(float)
         sizes = [n for n in ("macs", "params", "max_layers") if getattr(budget, n) is not None]
-        J = self.template.num_segments
+        J = self.template.num_segments if budget.rho is not None else 0
         self.constraint_names = tuple([f"rho[{j}]" for j in range(J)] + sizes
                                       + [f"btn_min[{i}]" for i in range(S)] + [f"btn_max[{i}]" for i in range(S)])
         self.size_columns = slice(J, J + len(sizes))
@@ -420,7 +420,7 @@ class Relaxation:
         if gradients:
             grad[:, self.i_depth] -= penalty[:, None] * dsigma
         b = self.budget
-        cons = [ev.rho_prefix / b.rho - 1.0]
+        cons = [] if b.rho is None else [ev.rho_prefix / b.rho - 1.0]
         for name in ("macs", "params"):
             if getattr(b, name) is not None:
                 cons.append(getattr(ev, name) / getattr(b, name) - 1.0)
@@ -619,6 +619,8 @@ class CrossCheck:
     warnings: tuple[str, ...]
     convention: str
     budget: Budget = field(repr=False)
+    ga_evaluation: Evaluation | None = field(default=None, repr=False)
+    rounded_evaluation: Evaluation | None = field(default=None, repr=False)
 
     @property
     def improved(self) -> bool:
@@ -697,7 +699,8 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
         raise ValueError("genotype: its template (blocks, strides, head, stem, image size) differs from the space's")
     alpha = check_alpha(alpha, space.template.num_segments)
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
-    ga_objective = float(evaluate(genotype, alpha, beta, convention).objective)
+    ga_evaluation = evaluate(genotype, alpha, beta, convention)
+    ga_objective = float(ga_evaluation.objective)
     violated = _violated(problem, genotype)
     ga_feasible = not violated
     warnings: list[str] = []
@@ -748,7 +751,7 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
     feasible_runs = [x for x in bound_runs if x[0].feasible]
     relaxed_objective = rounded_objective = repaired_objective = float("nan")
     relaxed_point = relaxed_costs = best_rounded = None
-    rounded_g = None
+    rounded_g = rounded_evaluation = None
     best_kernels = ga_kernels
     depth_fixed_objective = fixed_rep.objective if fixed_rep.feasible else float("nan")
     sources = [(relax, z_fixed)] if fixed_rep.feasible else []
@@ -787,7 +790,8 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
                             for xc, _ in candidates[:polish_starts]]
                 x = max(polished, key=lambda p: p[1])[0]
             rounded_g = space.genotype(x)
-            rounded_objective = float(evaluate(rounded_g, alpha, beta, convention).objective)
+            rounded_evaluation = evaluate(rounded_g, alpha, beta, convention)
+            rounded_objective = float(rounded_evaluation.objective)
     solver_seconds = sum(r.seconds for r, _ in runs)
 
     gap = depth_gap = width_gap = float("nan")
@@ -805,7 +809,8 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
     result = CrossCheck(genotype, ga_objective, ga_feasible, relaxed_objective, relaxed_point, relaxed_costs,
                         best_kernels, depth_fixed_objective, relax.widths(z_fixed) if fixed_rep.feasible else None,
                         best_rounded, rounded_g, rounded_objective, repaired_objective, gap, depth_gap, width_gap,
-                        tolerance, solver_seconds, 0.0, tuple(r for r, _ in runs), tuple(warnings), convention, budget)
+                        tolerance, solver_seconds, 0.0, tuple(r for r, _ in runs), tuple(warnings), convention, budget,
+                        ga_evaluation, rounded_evaluation)
     if result.improved:
         warnings.append(f"the rounded relaxation ({rounded_objective:.6g}) beats the GA ({ga_objective:.6g})")
     return replace(result, warnings=tuple(warnings), seconds=time.perf_counter() - t0)
@@ -844,7 +849,7 @@ def _violated(problem: DeepMADProblem, genotype: Genotype) -> str:
     ev = evaluate(genotype, problem.alpha, problem.beta, problem.convention)
     b = problem.budget
     parts = []
-    if ev.rho > b.rho:
+    if b.rho is not None and ev.rho > b.rho:
         parts.append(f"rho {ev.rho:.4g} > {b.rho:g}")
     if b.macs is not None and ev.macs > b.macs:
         parts.append(f"MACs {ev.macs:.4g} > {b.macs:.4g}")

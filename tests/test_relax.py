@@ -230,3 +230,13 @@ def test_cross_check_rejects_bad_input():
 def test_relax_module_stays_torch_free():
     code = "import sys, deepmad_evo.relax; assert 'torch' not in sys.modules and 'rich' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_budget_without_rho():
+    cfg, result = _search("tiny")
+    budget = replace(cfg.budget, rho=None)
+    space = cfg.search_space()
+    relax = Relaxation(space, budget, [st.k for st in result.genotype.stages], cfg.objective.alpha)
+    assert not any(n.startswith("rho") for n in relax.constraint_names)
+    cc = cross_check(result.genotype, space, budget, alpha=cfg.objective.alpha, random_starts=1)
+    assert cc.relaxed_objective >= cc.ga_objective and cc.relaxed_costs["rho"] > 0
