@@ -38,6 +38,7 @@ what real-valued depths buy versus what better widths could buy.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import time
@@ -605,7 +606,7 @@ class CrossCheck:
     kernels: tuple[int, ...]
     depth_fixed_objective: float  # relaxed optimum with the GA's depths (nan if that solve failed)
     depth_fixed_point: dict | None
-    best_rounded_depths: dict | None  # {"depth": [...], "objective": x} of the depth-rounding scan, if run
+    depth_bound: dict | None  # integer-depth branch and bound (``depth_branch_and_bound``), if run
     rounded_genotype: Genotype | None
     rounded_objective: float  # after rounding, repair and a short discrete polish
     repaired_objective: float  # after rounding and repair, before the polish
@@ -642,7 +643,7 @@ class CrossCheck:
             "solver_seconds": self.solver_seconds, "seconds": self.seconds, "improved": self.improved,
             "ga_feasible": self.ga_feasible, "kernels": list(self.kernels), "relaxed_point": self.relaxed_point,
             "relaxed_costs": self.relaxed_costs, "depth_fixed_point": self.depth_fixed_point,
-            "best_rounded_depths": self.best_rounded_depths,
+            "depth_bound": self.depth_bound,
             "rounded_genotype": None if self.rounded_genotype is None else self.rounded_genotype.to_text(),
             "starts": [r.to_dict() for r in self.starts], "warnings": list(self.warnings),
             "convention": self.convention,
@@ -655,7 +656,7 @@ def _num(v):
 
 def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Budget | None = None, *,
                 alpha=None, beta: float = DEFAULT_BETA, convention: str | None = None, seed: int = 0,
-                random_starts: int = 3, kernels: str = "fixed", depth_roundings: bool = False, maxiter: int = 200,
+                random_starts: int = 3, kernels: str = "fixed", depth_nodes: int = 0, maxiter: int = 200,
                 polish_iterations: int = 100, polish_starts: int = 3, tolerance: float = GAP_TOLERANCE,
                 depth_epsilon: float = DEPTH_EPSILON, callback: Callback | None = None) -> CrossCheck:
     """Cross-check a discrete solution against the continuous relaxation of its problem.
@@ -671,8 +672,9 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
         kernels: ``fixed`` keeps the GA's per-stage kernels; ``each`` also solves, from the GA's
             widths, every other per-stage kernel combination of the space (|kernels|^S solves)
             and bounds over all of them.
-        depth_roundings: also solve the relaxation with the depths fixed at every floor/ceil
-            rounding of the relaxed depths (up to 2^S solves) and round the best of them too.
+        depth_nodes: when > 0, also bound the problem with integral depths by a branch and
+            bound over the depths of at most this many SLSQP nodes (``depth_branch_and_bound``)
+            and round its best leaf too.
         maxiter: SLSQP iteration limit per start.
         polish_iterations: best-improvement steps of the discrete polish after rounding (0: none).
         polish_starts: how many of the best distinct roundings are polished.
@@ -750,8 +752,8 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
 
     feasible_runs = [x for x in bound_runs if x[0].feasible]
     relaxed_objective = rounded_objective = repaired_objective = float("nan")
-    relaxed_point = relaxed_costs = best_rounded = None
-    rounded_g = rounded_evaluation = None
+    relaxed_point = relaxed_costs = depth_bound = None
+    rounded_x = None
     best_kernels = ga_kernels
     depth_fixed_objective = fixed_rep.objective if fixed_rep.feasible else float("nan")
     sources = [(relax, z_fixed)] if fixed_rep.feasible else []
@@ -766,33 +768,34 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
         relaxed_costs = {"macs": float(v.macs[0]), "params": float(v.params[0]),
                          "rho": float(v.rho_prefix[0].max()), "layers": float(v.layers[0])}
         sources.insert(0, (best_relax, z))
-        if depth_roundings:
-            scan = [run(best_relax, "depths" + str([int(x) for x in d]), z, lower=lo, upper=hi,
-                        max_evaluations=120)
-                    for d, lo, hi in _depth_roundings(best_relax, z)]
-            ok = [x for x in scan if x[0].feasible]
-            if ok:
-                r, zr = max(ok, key=lambda x: x[0].objective)
-                best_rounded = {"depth": [int(round(d)) for d in zr[best_relax.i_depth]], "objective": r.objective,
-                                "infeasible": len(scan) - len(ok), "solves": len(scan)}
-                sources.append((best_relax, zr))
     if sources:
-        candidates = [c for rel, zz in sources for c in round_and_repair(problem, rel, zz)]
-        if not candidates:
+        rounded_x, repaired_objective = _round_and_polish(problem, sources, polish_iterations, polish_starts)
+        if rounded_x is None:
             warnings.append("no rounding of the relaxed optimum could be repaired to a feasible genotype")
-        else:
-            candidates.sort(key=lambda c: -c[1])
-            repaired_objective = candidates[0][1]
-            x = candidates[0][0]
-            if polish_iterations:
-                moves = neighbourhood(space.n_var)
-                polished = [local_search(problem, xc, moves, max_iter=polish_iterations)
-                            for xc, _ in candidates[:polish_starts]]
-                x = max(polished, key=lambda p: p[1])[0]
-            rounded_g = space.genotype(x)
-            rounded_evaluation = evaluate(rounded_g, alpha, beta, convention)
-            rounded_objective = float(rounded_evaluation.objective)
     solver_seconds = sum(r.seconds for r, _ in runs)
+    if depth_nodes and feasible_runs:
+        found = [ga_objective] if ga_feasible else []
+        if rounded_x is not None:
+            found.append(float(problem.evaluate_vectors(rounded_x[None])[0].objective[0]))
+        incumbent = max(found, default=-np.inf)
+        depth_bound, z_leaf = depth_branch_and_bound(best_relax, z, incumbent, depth_nodes)
+        solver_seconds += depth_bound["seconds"]
+        if depth_bound["pruned_infeasible"]:
+            warnings.append(f"depth bound: {depth_bound['pruned_infeasible']} nodes ended infeasible in SLSQP and "
+                            "were pruned (not certified)")
+        if z_leaf is not None:
+            x_leaf, f_leaf = _round_and_polish(problem, [(best_relax, z_leaf)], polish_iterations, polish_starts)
+            if x_leaf is not None and (rounded_x is None or _objective(problem, x_leaf) > _objective(problem, rounded_x)):
+                rounded_x, repaired_objective = x_leaf, f_leaf
+    rounded_g = rounded_evaluation = None
+    if rounded_x is not None:
+        rounded_g = space.genotype(rounded_x)
+        rounded_evaluation = evaluate(rounded_g, alpha, beta, convention)
+        rounded_objective = float(rounded_evaluation.objective)
+        if depth_bound is not None:
+            best_discrete = max(rounded_objective, ga_objective if ga_feasible else -np.inf)
+            depth_bound["best_discrete"] = best_discrete
+            depth_bound["gap"] = (depth_bound["bound"] - best_discrete) / depth_bound["bound"]
 
     gap = depth_gap = width_gap = float("nan")
     if np.isfinite(relaxed_objective):
@@ -808,7 +811,7 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
                             + (f" (depths {depth_gap:.2%}, widths {width_gap:.2%})" if np.isfinite(depth_gap) else ""))
     result = CrossCheck(genotype, ga_objective, ga_feasible, relaxed_objective, relaxed_point, relaxed_costs,
                         best_kernels, depth_fixed_objective, relax.widths(z_fixed) if fixed_rep.feasible else None,
-                        best_rounded, rounded_g, rounded_objective, repaired_objective, gap, depth_gap, width_gap,
+                        depth_bound, rounded_g, rounded_objective, repaired_objective, gap, depth_gap, width_gap,
                         tolerance, solver_seconds, 0.0, tuple(r for r, _ in runs), tuple(warnings), convention, budget,
                         ga_evaluation, rounded_evaluation)
     if result.improved:
@@ -829,15 +832,79 @@ def _run_start(relax: Relaxation, origin: str, z0: np.ndarray, **kw):
     return rep, z
 
 
-def _depth_roundings(relax: Relaxation, z: np.ndarray):
-    """Every floor/ceil choice of the fractional relaxed depths, as (depths, lower, upper) bounds."""
-    d = z[relax.i_depth]
-    lo, hi = np.floor(d + 1e-9), np.ceil(d - 1e-9)
-    for bits in itertools.product(*[(0, 1) if a != b else (0,) for a, b in zip(lo, hi)]):
-        dd = np.where(np.array(bits, dtype=bool), hi, lo)
-        lower, upper = relax.lower.copy(), relax.upper.copy()
-        lower[relax.i_depth] = upper[relax.i_depth] = dd
-        yield dd, lower, upper
+def _objective(problem: DeepMADProblem, x: np.ndarray) -> float:
+    return float(problem.evaluate_vectors(x[None])[0].objective[0])
+
+
+def _round_and_polish(problem: DeepMADProblem, sources, polish_iterations: int, polish_starts: int):
+    """Round every (relaxation, point) source, polish the best few roundings; (x, repaired objective) or (None, nan)."""
+    candidates = sorted((c for rel, z in sources for c in round_and_repair(problem, rel, z)), key=lambda c: -c[1])
+    if not candidates:
+        return None, float("nan")
+    x = candidates[0][0]
+    if polish_iterations:
+        moves = neighbourhood(problem.space.n_var)
+        polished = [local_search(problem, xc, moves, max_iter=polish_iterations)
+                    for xc, _ in candidates[:polish_starts]]
+        x = max(polished, key=lambda p: p[1])[0]
+    return x, candidates[0][1]
+
+
+def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: float, max_nodes: int,
+                           max_evaluations: int = 150) -> tuple[dict, np.ndarray | None]:
+    """Bound the problem with integral depths: branch on the most fractional relaxed depth.
+
+    Each node is the relaxation with integer bounds on the depths, solved by SLSQP warm-started
+    from its parent. A node whose relaxed optimum is ≤ ``incumbent`` (the best discrete objective
+    known) holds no better discrete genotype and is pruned; a node whose optimum has integral
+    depths is a leaf. The bound on the discrete optimum is the largest of the incumbent, the
+    leaves and the nodes left open when ``max_nodes`` solves are spent. Nodes SLSQP cannot make
+    feasible are pruned too (counted: a local solver's failure is not a certificate).
+
+    Returns:
+        ({bound, incumbent, nodes, open, leaves, pruned_infeasible, complete, best_leaf, seconds},
+        the best leaf's point or None).
+    """
+    t0 = time.perf_counter()
+    di = relax.i_depth
+    root = float(relax.evaluate(z_root[None], gradients=False).objective[0])
+    heap = [(-root, 0, relax.lower.copy(), relax.upper.copy(), z_root)]
+    count = nodes = infeasible = 0
+    leaves: list[tuple[float, np.ndarray]] = []
+    while heap and nodes < max_nodes:
+        if -heap[0][0] <= incumbent:
+            heap = []
+            break
+        negv, _, lo, hi, z = heapq.heappop(heap)
+        d = z[di]
+        frac = np.abs(d - np.rint(d))
+        i = int(np.argmax(frac))
+        if frac[i] < 1e-6:
+            leaves.append((-negv, z))
+            continue
+        for side in (0, 1):
+            lo_c, hi_c = lo.copy(), hi.copy()
+            if side == 0:
+                hi_c[di[i]] = math.floor(d[i])
+            else:
+                lo_c[di[i]] = math.ceil(d[i])
+            zc, _ = relax.solve(z, lower=lo_c, upper=hi_c, max_evaluations=max_evaluations)
+            nodes += 1
+            if relax.violation(zc)[0] > FEASIBILITY_TOLERANCE:
+                infeasible += 1
+                continue
+            v = float(relax.evaluate(zc[None], gradients=False).objective[0])
+            if v > incumbent:
+                count += 1
+                heapq.heappush(heap, (-v, count, lo_c, hi_c, zc))
+    best_leaf = max(leaves, key=lambda leaf: leaf[0], default=None)
+    bound = max([incumbent] + [v for v, _ in leaves] + [-h[0] for h in heap])
+    info = {"bound": bound, "incumbent": incumbent, "nodes": nodes, "open": len(heap), "leaves": len(leaves),
+            "pruned_infeasible": infeasible, "complete": not heap,
+            "best_leaf": None if best_leaf is None else {"objective": best_leaf[0],
+                                                         "depth": [int(round(x)) for x in best_leaf[1][di]]},
+            "seconds": time.perf_counter() - t0}
+    return info, None if best_leaf is None else best_leaf[1]
 
 
 def _kernel_text(kernels) -> str:

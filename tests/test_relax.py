@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -127,7 +128,17 @@ def test_dual_refuses_functions_it_cannot_differentiate():
     assert not np.any(x == x)  # real widths never coincide in the relaxation
 
 
+@functools.lru_cache(maxsize=None)
+def _cached_search(preset, settings: tuple):
+    return _run_search(preset, **dict(settings))
+
+
 def _search(preset, **settings):
+    """The preset's search (deterministic, so shared between tests)."""
+    return _cached_search(preset, tuple(sorted(settings.items())))
+
+
+def _run_search(preset, **settings):
     cfg = load_config(preset)
     o, s = cfg.objective, cfg.search
     defaults = dict(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts, local_search=s.local_search)
@@ -240,3 +251,24 @@ def test_budget_without_rho():
     assert not any(n.startswith("rho") for n in relax.constraint_names)
     cc = cross_check(result.genotype, space, budget, alpha=cfg.objective.alpha, random_starts=1)
     assert cc.relaxed_objective >= cc.ga_objective and cc.relaxed_costs["rho"] > 0
+
+
+def test_integral_depth_bound_sits_between_the_discrete_and_the_relaxed_optimum():
+    cfg, result = _search("tiny")
+    space = cfg.search_space()
+    cc = cross_check(result, space, alpha=cfg.objective.alpha, random_starts=0, depth_nodes=40)
+    b = cc.depth_bound
+    assert b["complete"] and b["nodes"] <= 40
+    assert max(cc.ga_objective, cc.rounded_objective) == pytest.approx(b["best_discrete"])
+    assert b["best_discrete"] <= b["bound"] <= cc.relaxed_objective + 1e-6
+    assert b["gap"] == pytest.approx((b["bound"] - b["best_discrete"]) / b["bound"])
+    # Any integral depth vector's relaxed optimum (widths real) is below the bound.
+    relax = Relaxation(space, cfg.budget, cc.kernels, cfg.objective.alpha)
+    z0 = relax.point(result.genotype)
+    for depth in ([st.depth for st in result.genotype.stages], [st.depth for st in cc.rounded_genotype.stages],
+                  [1, 4, 5], [2, 4, 4]):
+        lo, hi = relax.lower.copy(), relax.upper.copy()
+        lo[relax.i_depth] = hi[relax.i_depth] = depth
+        z, _ = relax.solve(z0, lower=lo, upper=hi)
+        if relax.violation(z)[0] <= 1e-6:
+            assert relax.evaluate(z[None], gradients=False).objective[0] <= b["bound"] + 1e-6

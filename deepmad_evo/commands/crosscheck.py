@@ -29,8 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--starts", type=int, default=3, help="random feasible SLSQP starts besides the GA's (default 3)")
     p.add_argument("--kernels", choices=("fixed", "each"), default="fixed",
                    help="fixed: the GA's kernels; each: also every per-stage kernel combination (slow)")
-    p.add_argument("--depth-roundings", action="store_true",
-                   help="also solve with the depths fixed at every floor/ceil rounding of the relaxed depths")
+    p.add_argument("--depth-nodes", type=int, default=0,
+                   help="also bound the problem with integral depths by branch and bound over at most N SLSQP nodes")
     p.add_argument("--tolerance", type=float, default=0.01, help="gap above which to warn (fraction, default 0.01)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.add_argument("--out", default=None, help="also write the JSON record to this file")
@@ -54,6 +54,8 @@ def resolve(args: argparse.Namespace):
                          f"config's ({_template_text(cfg.template)}); pass a matching --config")
     if args.starts < 0:
         raise ValueError(f"--starts: expected an integer >= 0, got {args.starts}")
+    if args.depth_nodes < 0:
+        raise ValueError(f"--depth-nodes: expected an integer >= 0, got {args.depth_nodes}")
     if not 0 < args.tolerance < 1:
         raise ValueError(f"--tolerance: expected a fraction in (0, 1), got {args.tolerance}")
     return cfg, genotype
@@ -65,7 +67,7 @@ def _template_text(t: Template) -> str:
 
 
 def cross_check_with_progress(source, cfg, console, *, random_starts: int = 3, kernels: str = "fixed",
-                              depth_roundings: bool = False, tolerance: float = 0.01):
+                              depth_nodes: int = 0, tolerance: float = 0.01):
     """Run ``relax.cross_check`` for a SearchResult or genotype under ``cfg`` with a live status line."""
     from ..relax import cross_check
 
@@ -77,7 +79,7 @@ def cross_check_with_progress(source, cfg, console, *, random_starts: int = 3, k
 
         return cross_check(source, cfg.search_space(), cfg.budget, alpha=o.alpha, beta=o.beta,
                            convention=o.convention, seed=cfg.search.seed, random_starts=random_starts,
-                           kernels=kernels, depth_roundings=depth_roundings, tolerance=tolerance, callback=callback)
+                           kernels=kernels, depth_nodes=depth_nodes, tolerance=tolerance, callback=callback)
 
 
 def print_cross_check(console, cc, title: str = "cross-check", returned: bool = False) -> None:
@@ -134,11 +136,14 @@ def print_cross_check(console, cc, title: str = "cross-check", returned: bool = 
         split = (f" = depths {cc.depth_gap:.2%} + widths {cc.width_gap:.2%}" if math.isfinite(cc.depth_gap) else "")
         console.print(f"gap (relaxed − GA)/relaxed [bold {colour}]{cc.gap:.2%}[/]{split}   "
                       f"(tolerance {cc.tolerance:.2%}; relaxed with the GA's depths {cc.depth_fixed_objective:.2f})")
-    if cc.best_rounded_depths:
-        b = cc.best_rounded_depths
-        console.print(f"best depth rounding {b['depth']}: relaxed {b['objective']:.2f} "
-                      f"({b['solves']} solves, {b['infeasible']} infeasible)")
-    console.print(f"SLSQP {len(cc.starts)} runs in {cc.solver_seconds:.2f} s, cross-check {cc.seconds:.2f} s")
+    if cc.depth_bound:
+        b = cc.depth_bound
+        state = "complete" if b["complete"] else f"{b['open']} nodes left open"
+        console.print(f"integral-depth bound {b['bound']:.2f}: gap to the best discrete genotype "
+                      f"[bold]{b['gap']:.2%}[/] ({b['nodes']} SLSQP nodes, {state}, "
+                      f"{b['pruned_infeasible']} pruned as infeasible)")
+    nodes = f" + {cc.depth_bound['nodes']} branch-and-bound nodes" if cc.depth_bound else ""
+    console.print(f"SLSQP {len(cc.starts)} runs{nodes} in {cc.solver_seconds:.2f} s, cross-check {cc.seconds:.2f} s")
 
     runs = Table(header_style="bold", box=None, padding=(0, 1))
     for col in ("run", "kernels", "start", "end", "iterations", "feasible", "status"):
@@ -172,7 +177,7 @@ def run(args: argparse.Namespace, console) -> int:
     else:
         source = genotype
     cc = cross_check_with_progress(source, cfg, progress, random_starts=args.starts, kernels=args.kernels,
-                                   depth_roundings=args.depth_roundings, tolerance=args.tolerance)
+                                   depth_nodes=args.depth_nodes, tolerance=args.tolerance)
     record = {"config": cfg.to_dict(), "genotype": cc.ga_genotype.to_text(), **cc.to_dict()}
     if args.out:
         atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
