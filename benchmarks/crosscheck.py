@@ -36,7 +36,8 @@ def main() -> int:
     presets = args.presets or [n for n in preset_names() if n != "tiny"]
 
     header = (f"{'preset':8s} {'GA':>10s} {'relaxed':>10s} {'gap':>7s} {'depth':>7s} {'width':>7s} "
-              f"{'rounded':>10s} {'best':>6s}" + (f" {'int-depth':>10s} {'gap*':>7s} {'open':>5s}" if args.depth_nodes else "")
+              f"{'rounded':>10s} {'best':>6s}"
+              + (f" {'int-depth':>10s} {'gap*':>7s} {'open':>5s}" if args.depth_nodes else "")
               + f" {'SLSQP s':>8s} {'check s':>8s} {'GA s':>6s}")
     print(header)
     print("-" * len(header))

@@ -264,7 +264,7 @@ def _cumsum(a, axis) -> Dual:
 
 
 def smooth_relu(x, tau: float):
-    """C¹ lower bound of max(0, x): 0 for x ≤ 0, x for x ≥ τ, x²(2τ − x)/τ² between. Returns (value, slope)."""
+    """C¹ lower bound of max(0, x): 0 for x ≤ 0, x for x ≥ τ, x²(2τ − x)/τ² between; (value, slope)."""
     t = np.clip(x, 0.0, tau)
     inner = t * t * (2 * tau - t) / tau**2
     value = np.where(x >= tau, x, inner)
@@ -737,7 +737,8 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
 
     # The relaxed optimum with the GA's (integral) depths splits the gap into depth and width parts.
     fixed_lo, fixed_hi = relax.lower.copy(), relax.upper.copy()
-    fixed_lo[relax.i_depth] = fixed_hi[relax.i_depth] = z_ga[relax.i_depth]
+    fixed_lo[relax.i_depth] = fixed_hi[relax.i_depth] = np.clip(z_ga[relax.i_depth], relax.lower[relax.i_depth],
+                                                                relax.upper[relax.i_depth])
     fixed_rep, z_fixed = run(relax, "ga-depths", z_ga, lower=fixed_lo, upper=fixed_hi)
 
     for r, _ in runs:
@@ -776,24 +777,28 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
     if depth_nodes and feasible_runs:
         found = [ga_objective] if ga_feasible else []
         if rounded_x is not None:
-            found.append(float(problem.evaluate_vectors(rounded_x[None])[0].objective[0]))
+            found.append(_objective(problem, rounded_x))
         incumbent = max(found, default=-np.inf)
-        depth_bound, z_leaf = depth_branch_and_bound(best_relax, z, incumbent, depth_nodes)
+        depth_bound, z_leaf = depth_branch_and_bound(best_relax, z, incumbent, depth_nodes, callback=report)
         solver_seconds += depth_bound["seconds"]
         if depth_bound["pruned_infeasible"]:
             warnings.append(f"depth bound: {depth_bound['pruned_infeasible']} nodes ended infeasible in SLSQP and "
                             "were pruned (not certified)")
         if z_leaf is not None:
             x_leaf, f_leaf = _round_and_polish(problem, [(best_relax, z_leaf)], polish_iterations, polish_starts)
-            if x_leaf is not None and (rounded_x is None or _objective(problem, x_leaf) > _objective(problem, rounded_x)):
+            better = x_leaf is not None and (rounded_x is None
+                                             or _objective(problem, x_leaf) > _objective(problem, rounded_x))
+            if better:
                 rounded_x, repaired_objective = x_leaf, f_leaf
     rounded_g = rounded_evaluation = None
     if rounded_x is not None:
         rounded_g = space.genotype(rounded_x)
         rounded_evaluation = evaluate(rounded_g, alpha, beta, convention)
         rounded_objective = float(rounded_evaluation.objective)
-        if depth_bound is not None:
-            best_discrete = max(rounded_objective, ga_objective if ga_feasible else -np.inf)
+    if depth_bound is not None:
+        best_discrete = max(rounded_objective if rounded_x is not None else -np.inf,
+                            ga_objective if ga_feasible else -np.inf)
+        if np.isfinite(best_discrete):
             depth_bound["best_discrete"] = best_discrete
             depth_bound["gap"] = (depth_bound["bound"] - best_discrete) / depth_bound["bound"]
 
@@ -851,7 +856,8 @@ def _round_and_polish(problem: DeepMADProblem, sources, polish_iterations: int, 
 
 
 def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: float, max_nodes: int,
-                           max_evaluations: int = 150) -> tuple[dict, np.ndarray | None]:
+                           max_evaluations: int = 150, callback: Callback | None = None
+                           ) -> tuple[dict, np.ndarray | None]:
     """Bound the problem with integral depths: branch on the most fractional relaxed depth.
 
     Each node is the relaxation with integer bounds on the depths, solved by SLSQP warm-started
@@ -860,6 +866,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     depths is a leaf. The bound on the discrete optimum is the largest of the incumbent, the
     leaves and the nodes left open when ``max_nodes`` solves are spent. Nodes SLSQP cannot make
     feasible are pruned too (counted: a local solver's failure is not a certificate).
+    ``callback`` gets a progress dict after every node.
 
     Returns:
         ({bound, incumbent, nodes, open, leaves, pruned_infeasible, complete, best_leaf, seconds},
@@ -890,10 +897,14 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
                 lo_c[di[i]] = math.ceil(d[i])
             zc, _ = relax.solve(z, lower=lo_c, upper=hi_c, max_evaluations=max_evaluations)
             nodes += 1
-            if relax.violation(zc)[0] > FEASIBILITY_TOLERANCE:
+            feasible = relax.violation(zc)[0] <= FEASIBILITY_TOLERANCE
+            v = float(relax.evaluate(zc[None], gradients=False).objective[0])
+            if callback is not None:
+                callback({"phase": "depth-bound", "done": nodes, "origin": f"depth node {nodes}/{max_nodes}",
+                          "kernels": relax.kernels, "objective": v, "feasible": feasible})
+            if not feasible:
                 infeasible += 1
                 continue
-            v = float(relax.evaluate(zc[None], gradients=False).objective[0])
             if v > incumbent:
                 count += 1
                 heapq.heappush(heap, (-v, count, lo_c, hi_c, zc))

@@ -80,7 +80,8 @@ def test_relaxation_reproduces_the_discrete_evaluation(preset, convention, block
                 assert v.macs[0] == pytest.approx(ev.macs, rel=1e-12)
             assert v.params[0] == pytest.approx(ev.params, rel=1e-12)
         # The discrete point is feasible for the relaxation's btn hull.
-        assert np.all(relax.evaluate(relax.point(g)[None], gradients=False).constraints[0, -2 * space.num_stages:] <= 1e-12)
+        hull = relax.evaluate(relax.point(g)[None], gradients=False).constraints[0, -2 * space.num_stages:]
+        assert np.all(hull <= 1e-12)
 
 
 def test_squeeze_bound_is_below_the_staircase_and_tight_where_it_can_be():

@@ -74,7 +74,8 @@ def cross_check_with_progress(source, cfg, console, *, random_starts: int = 3, k
     o = cfg.objective
     with console.status("cross-check: SLSQP on the continuous relaxation…") as status:
         def callback(info):
-            status.update(f"cross-check: SLSQP run {info['done']} ({info['origin']}) → {info['objective']:.2f}"
+            what = info["origin"] if info["phase"] == "depth-bound" else f"SLSQP run {info['done']} ({info['origin']})"
+            status.update(f"cross-check: {what} → {info['objective']:.2f}"
                           + ("" if info["feasible"] else " [red]infeasible[/]"))
 
         return cross_check(source, cfg.search_space(), cfg.budget, alpha=o.alpha, beta=o.beta,
@@ -139,8 +140,8 @@ def print_cross_check(console, cc, title: str = "cross-check", returned: bool = 
     if cc.depth_bound:
         b = cc.depth_bound
         state = "complete" if b["complete"] else f"{b['open']} nodes left open"
-        console.print(f"integral-depth bound {b['bound']:.2f}: gap to the best discrete genotype "
-                      f"[bold]{b['gap']:.2%}[/] ({b['nodes']} SLSQP nodes, {state}, "
+        gap = f"gap to the best discrete genotype [bold]{b['gap']:.2%}[/]" if "gap" in b else "no discrete genotype"
+        console.print(f"integral-depth bound {b['bound']:.2f}: {gap} ({b['nodes']} SLSQP nodes, {state}, "
                       f"{b['pruned_infeasible']} pruned as infeasible)")
     nodes = f" + {cc.depth_bound['nodes']} branch-and-bound nodes" if cc.depth_bound else ""
     console.print(f"SLSQP {len(cc.starts)} runs{nodes} in {cc.solver_seconds:.2f} s, cross-check {cc.seconds:.2f} s")
