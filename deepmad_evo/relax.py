@@ -33,7 +33,8 @@ The optimum found by SLSQP (multi-start: the GA's point and random feasible poin
 back to the space (every floor/ceil choice of the most fractional variables, a violation
 descent when none is feasible) and polished by the GA's integer local search. The gap
 (relaxed − GA)/relaxed is split by one more solve with the depths held at the GA's integers:
-what real-valued depths buy versus what better widths could buy.
+what real-valued depths buy versus what better widths could buy. Optionally a branch and bound
+over the depths (``depth_branch_and_bound``) bounds the problem with integral depths.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Dual:
     """An array of values with their gradients along a trailing axis (forward-mode AD).
 
     ``val`` has shape V, ``grad`` shape V + (n,). Arithmetic, ``np.log``/``np.exp``, indexing,
-    ``np.broadcast_to``/``np.column_stack``/``np.cumsum`` and ``sum``/``max`` propagate exact
+    ``np.broadcast_to``/``np.column_stack``/``np.cumsum``/``np.zeros_like`` and ``sum``/``max`` propagate exact
     derivatives; any other numpy function raises ``TypeError`` rather than silently dropping
     them. ``np.asarray`` yields the values only (the population evaluator reads the batch size
     and the depth std that way; the relaxation differentiates the std itself).
