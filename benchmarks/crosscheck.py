@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepmad_evo.config import load_config, preset_names  # noqa: E402
 from deepmad_evo.relax import cross_check  # noqa: E402
-from deepmad_evo.search import SearchSettings, run_search  # noqa: E402
+from deepmad_evo.search import run_search  # noqa: E402
 
 
 def main() -> int:
@@ -46,10 +46,8 @@ def main() -> int:
     for name in presets:
         cfg = load_config(name)
         o, s = cfg.objective, cfg.search
-        settings = SearchSettings(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts,
-                                  local_search=s.local_search)
         result = run_search(cfg.search_space(), cfg.budget, alpha=o.alpha, beta=o.beta, convention=o.convention,
-                            settings=settings, seed=s.seed)
+                            settings=cfg.search_settings(), seed=s.seed)
         t0 = time.perf_counter()
         cc = cross_check(result, cfg.search_space(), alpha=o.alpha, beta=o.beta, seed=s.seed,
                          depth_nodes=args.depth_nodes)

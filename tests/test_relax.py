@@ -16,7 +16,7 @@ from deepmad_evo.objective import evaluate
 from deepmad_evo.relax import (Dual, Relaxation, SqueezeBound, admissible_btn, cross_check, round_and_repair,
                                smoothed_std)
 from deepmad_evo.problem import DeepMADProblem
-from deepmad_evo.search import SearchSettings, run_search
+from deepmad_evo.search import run_search
 from deepmad_evo.units import se_width
 
 # (preset, convention override, block override): every block family, both conventions, with
@@ -141,10 +141,9 @@ def _search(preset, **settings):
 
 def _run_search(preset, **settings):
     cfg = load_config(preset)
-    o, s = cfg.objective, cfg.search
-    defaults = dict(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts, local_search=s.local_search)
+    o = cfg.objective
     result = run_search(cfg.search_space(), cfg.budget, alpha=o.alpha, beta=o.beta, convention=o.convention,
-                        settings=SearchSettings(**{**defaults, **settings}), seed=s.seed)
+                        settings=cfg.search_settings(jobs=1, **settings), seed=cfg.search.seed)
     return cfg, result
 
 
@@ -158,7 +157,7 @@ def _feasible(cfg, genotype):
 
 @pytest.mark.parametrize("preset,settings", [
     ("tiny", {}),
-    ("r18", {"pop_size": 40, "generations": 15, "restarts": 1, "perturbations": 5}),
+    ("r18", {"pop_size": 40, "generations": 15, "restarts": 1, "chains": 1, "perturbations": 5, "finish": 0}),
 ])
 def test_cross_check_bounds_the_ga_and_rounds_to_a_feasible_genotype(preset, settings):
     cfg, result = _search(preset, **settings)
