@@ -51,7 +51,13 @@ def block_convs(block: str, c_in, out, btn, k, s: int) -> tuple[Conv, ...]:
 
 
 def se_width(btn):
-    """Squeeze width of the SE module: max(1, round(btn/4) // 8) · 8 (round half to even)."""
+    """Squeeze width of the SE module: max(1, round(btn/4) // 8) · 8 (round half to even).
+
+    The continuous relaxation's values (``relax.Dual``) supply their own smooth lower bound of
+    this staircase through a ``se_width()`` method: rint/floor have no useful derivative.
+    """
+    if hasattr(btn, "se_width"):
+        return btn.se_width()
     if isinstance(btn, (int, np.integer)):
         return max(1, round(int(btn) / 4) // 8) * 8
     btn = np.asarray(btn)

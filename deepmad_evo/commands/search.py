@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-build", action="store_true", help="do not build the winner on CPU to verify its params/MACs")
     p.add_argument("--train", action="store_true", help="then train the winner into OUT/train (flags as for `train`)")
     add_train_options(p, config_flag="--train-config")
+    p.add_argument("--cross-check", action="store_true",
+                   help="cross-check the GA against the continuous relaxation (SLSQP); keep the better genotype")
 
 
 def resolve_config(args: argparse.Namespace):
@@ -99,7 +101,8 @@ def run(args: argparse.Namespace, console) -> int:
     run_file = out / "run.json"
     if run_file.is_file() and not args.force:
         previous = _load_previous(run_file)
-        if previous is not None and previous.get("config") == cfg.to_dict():
+        if (previous is not None and previous.get("config") == cfg.to_dict()
+                and (not args.cross_check or "cross_check" in previous)):
             from ..genotype import Genotype
 
             genotype = Genotype.from_dict(previous["genotype"])
@@ -108,17 +111,30 @@ def run(args: argparse.Namespace, console) -> int:
             return train_genotype(genotype, args, console, out / "train") if args.train else 0
     started = time.time()
     result = search_with_progress(cfg, console)
+    genotype, objective, cross = result.genotype, result.objective, None
+    if args.cross_check:
+        from .crosscheck import cross_check_with_progress
+
+        cross = cross_check_with_progress(result, cfg, console)
+        genotype = cross.best_genotype
+        objective = cross.rounded_objective if cross.improved else objective
     record = {
         "format": "deepmad-evo/run/1", "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
         "versions": versions(), "started": started, "wall_seconds": result.seconds, "evaluations": result.n_evals,
-        "feasible": result.feasible, "objective": result.objective, "genotype": result.genotype.to_dict(),
-        "text": result.genotype.to_text(), "history": list(result.history),
+        "feasible": result.feasible, "objective": objective, "genotype": genotype.to_dict(),
+        "text": genotype.to_text(), "history": list(result.history),
     }
-    save_genotype(result.genotype, out / "genotype.json")
+    if cross is not None:
+        record["cross_check"] = cross.to_dict()
+    save_genotype(genotype, out / "genotype.json")
     atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
-    _show(console, cfg, result.genotype, not args.no_build)
+    if cross is not None:
+        from .crosscheck import print_cross_check
+
+        print_cross_check(console, cross, title=f"{cfg.name}: GA vs continuous relaxation", returned=True)
+    _show(console, cfg, genotype, not args.no_build)
     console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{out / 'genotype.json'}[/]")
-    return train_genotype(result.genotype, args, console, out / "train") if args.train else 0
+    return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
 
 def _show(console, cfg, genotype, build: bool = True) -> None:

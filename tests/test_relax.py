@@ -1,0 +1,274 @@
+"""Tests of the continuous relaxation and the GA cross-check (deepmad_evo.relax)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from deepmad_evo.config import load_config
+from deepmad_evo.objective import evaluate
+from deepmad_evo.relax import (Dual, Relaxation, SqueezeBound, admissible_btn, cross_check, round_and_repair,
+                               smoothed_std)
+from deepmad_evo.problem import DeepMADProblem
+from deepmad_evo.search import run_search
+from deepmad_evo.units import se_width
+
+# (preset, convention override, block override): every block family, both conventions, with
+# and without a head, and the mbconv stride-2 pooled-residual case (mbv2, tinynas).
+SETTINGS = [
+    ("tiny", None, None),
+    ("tiny", "tinynas", None),
+    ("mbv2", None, None),
+    ("mb-29m", None, None),
+    ("r18", None, None),
+    ("r18", "torch", None),
+    ("r18", "torch", "basic"),
+    ("tiny", None, "mbconv"),
+]
+
+
+def _relaxation(preset, convention=None, block=None, max_layers=None, kernels=None):
+    cfg = load_config(preset).with_overrides(convention=convention, block=block)
+    space = cfg.search_space()
+    budget = replace(cfg.budget, max_layers=max_layers) if max_layers else cfg.budget
+    ks = kernels or [space.kernels[i % len(space.kernels)] for i in range(space.num_stages)]
+    return cfg, space, Relaxation(space, budget, ks, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention)
+
+
+@pytest.mark.parametrize("preset,convention,block", SETTINGS)
+def test_gradients_match_central_differences(preset, convention, block):
+    _, _, relax = _relaxation(preset, convention, block, max_layers=150)
+    rng = np.random.default_rng(1)
+    Z = relax.lower + rng.random((3, relax.n_var)) * (relax.upper - relax.lower)
+    values = relax.evaluate(Z)
+    h = 1e-6
+    for z, obj_grad, jac in zip(Z, values.objective_grad, values.constraints_jac):
+        plus = relax.evaluate(z + h * np.eye(relax.n_var), gradients=False)
+        minus = relax.evaluate(z - h * np.eye(relax.n_var), gradients=False)
+        fd_obj = (plus.objective - minus.objective) / (2 * h)
+        fd_jac = ((plus.constraints - minus.constraints) / (2 * h)).T
+        np.testing.assert_allclose(obj_grad, fd_obj, rtol=1e-5, atol=1e-5 * np.abs(fd_obj).max())
+        for row, fd_row in zip(jac, fd_jac):
+            np.testing.assert_allclose(row, fd_row, rtol=1e-5, atol=1e-5 * max(np.abs(fd_row).max(), 1e-12))
+
+
+@pytest.mark.parametrize("preset,convention,block", SETTINGS)
+def test_relaxation_reproduces_the_discrete_evaluation(preset, convention, block):
+    """At a discrete genotype: same entropy and ρ; costs and penalty never above the discrete ones."""
+    cfg, space, _ = _relaxation(preset, convention, block)
+    o = cfg.objective
+    for x in space.sample(4, np.random.default_rng(2)):
+        g = space.genotype(x)
+        relax = Relaxation(space, cfg.budget, [st.k for st in g.stages], o.alpha, o.beta, o.convention)
+        v = relax.evaluate(relax.point(g)[None], gradients=False)
+        ev = evaluate(g, o.alpha, o.beta, o.convention)
+        assert v.entropy[0] == pytest.approx(ev.entropy, rel=1e-12)
+        np.testing.assert_allclose(v.rho_prefix[0], ev.rho_prefix, rtol=1e-12)
+        assert v.macs[0] <= ev.macs * (1 + 1e-12) and v.params[0] <= ev.params * (1 + 1e-12)
+        assert ev.depth_penalty - 1e-3 * ev.depth_penalty <= v.depth_penalty[0] <= ev.depth_penalty * (1 + 1e-12)
+        if "mbconv_se" not in g.blocks:
+            # Without SE the only relaxed cost is the c_in = out pooled residual (tinynas).
+            pooled = sum(st.out == c_in and st.s == 2 and st.block == "mbconv"
+                         for st, c_in in zip(g.stages, [g.stem.out] + [s.out for s in g.stages]))
+            if not pooled or o.convention == "torch":
+                assert v.macs[0] == pytest.approx(ev.macs, rel=1e-12)
+            assert v.params[0] == pytest.approx(ev.params, rel=1e-12)
+        # The discrete point is feasible for the relaxation's btn hull.
+        hull = relax.evaluate(relax.point(g)[None], gradients=False).constraints[0, -2 * space.num_stages:]
+        assert np.all(hull <= 1e-12)
+
+
+def test_squeeze_bound_is_below_the_staircase_and_tight_where_it_can_be():
+    btn = np.arange(8, 4097, 8)
+    bound = SqueezeBound.of(btn)
+    assert (bound.offset, bound.floor) == (6.0, 8.0)
+    relaxed = bound.value(btn.astype(float))
+    assert np.all(relaxed <= se_width(btn) + 1e-12)
+    # Exact on the staircase's floor (btn <= 56) and on its lower envelope (btn = 32q + 24, large btn).
+    small = btn <= 56
+    np.testing.assert_allclose(relaxed[small], 8.0)
+    envelope = (btn % 32 == 24) & (btn >= 4 * (6 + 8 + 8))
+    np.testing.assert_allclose(relaxed[envelope], se_width(btn[envelope]))
+
+
+def test_btn_hull_contains_every_discrete_pair():
+    for preset in ("r18", "mb-29m"):
+        cfg = load_config(preset)
+        space = cfg.search_space()
+        relax = Relaxation(space, cfg.budget, [space.kernels[0]] * space.num_stages)
+        (e_lo, e_hi), (s_lo, s_hi) = relax.expansion_range, relax.btn_slack
+        pairs = admissible_btn(space)
+        assert np.all(pairs[:, 1] >= e_lo * pairs[:, 0] - s_lo - 1e-9)
+        assert np.all(pairs[:, 1] <= e_hi * pairs[:, 0] + s_hi + 1e-9)
+        assert 0 <= s_lo <= space.multiple / 2 and 0 <= s_hi <= space.multiple / 2
+
+
+def test_smoothed_std_is_a_lower_bound_within_epsilon():
+    d = np.array([[3.0, 3.0, 3.0], [1.0, 5.0, 9.0], [2.0, 2.0, 2.5]])
+    sigma, grad = smoothed_std(d, 1e-3)
+    exact = np.std(d, axis=1)
+    assert np.all(sigma <= exact + 1e-15) and np.all(sigma >= exact - 1e-3)
+    np.testing.assert_array_equal(grad[0], 0.0)  # the subgradient 0 at equal depths
+
+
+def test_dual_refuses_functions_it_cannot_differentiate():
+    x = Dual(np.array([1.0, 2.0]), np.eye(2))
+    with pytest.raises(TypeError, match="sin"):
+        np.sin(x)
+    with pytest.raises(TypeError, match="sort"):
+        np.sort(x)
+    y = np.column_stack([x, np.array([3.0, 4.0])])
+    np.testing.assert_array_equal(y.val, [[1, 3], [2, 4]])
+    np.testing.assert_array_equal(np.cumsum(y, axis=1).grad[:, 1], np.eye(2))
+    assert not np.any(x == x)  # real widths never coincide in the relaxation
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_search(preset, settings: tuple):
+    return _run_search(preset, **dict(settings))
+
+
+def _search(preset, **settings):
+    """The preset's search (deterministic, so shared between tests)."""
+    return _cached_search(preset, tuple(sorted(settings.items())))
+
+
+def _run_search(preset, **settings):
+    cfg = load_config(preset)
+    o = cfg.objective
+    result = run_search(cfg.search_space(), cfg.budget, alpha=o.alpha, beta=o.beta, convention=o.convention,
+                        settings=cfg.search_settings(jobs=1, **settings), seed=cfg.search.seed)
+    return cfg, result
+
+
+def _feasible(cfg, genotype):
+    ev = evaluate(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention)
+    b = cfg.budget
+    outs = [st.out for st in genotype.stages]
+    return (ev.rho <= b.rho and ev.macs <= b.macs and ev.params <= b.params
+            and all(a <= c for a, c in zip(outs, outs[1:])))
+
+
+@pytest.mark.parametrize("preset,settings", [
+    ("tiny", {}),
+    ("r18", {"pop_size": 40, "generations": 15, "restarts": 1, "chains": 1, "perturbations": 5, "finish": 0}),
+])
+def test_cross_check_bounds_the_ga_and_rounds_to_a_feasible_genotype(preset, settings):
+    cfg, result = _search(preset, **settings)
+    cc = cross_check(result, cfg.search_space(), alpha=cfg.objective.alpha, beta=cfg.objective.beta, seed=0)
+    assert cc.ga_objective == pytest.approx(result.objective)
+    assert cc.relaxed_objective >= cc.ga_objective
+    assert cc.depth_fixed_objective >= cc.ga_objective
+    assert cc.relaxed_objective >= cc.depth_fixed_objective
+    assert cc.gap == pytest.approx(cc.depth_gap + cc.width_gap)
+    assert 0 <= cc.gap < 0.2
+    assert cc.rounded_genotype is not None and _feasible(cfg, cc.rounded_genotype)
+    assert cc.rounded_objective >= cc.repaired_objective - 1e-9
+    assert [s.origin for s in cc.starts] == ["ga", "random[0]", "random[1]", "random[2]", "ga-depths"]
+    assert all(s.feasible and s.converged for s in cc.starts)
+    assert cc.best_genotype == (cc.rounded_genotype if cc.rounded_objective > cc.ga_objective else result.genotype)
+    record = json.loads(json.dumps(cc.to_dict()))
+    assert {"ga_objective", "relaxed_objective", "rounded_objective", "gap", "solver_seconds"} <= set(record)
+
+
+def test_cross_check_is_deterministic_for_a_seed():
+    cfg = load_config("tiny")
+    space = cfg.search_space()
+    g = space.genotype(space.encode(_search("tiny")[1].genotype))
+    runs = [cross_check(g, space, cfg.budget, alpha=cfg.objective.alpha, seed=3) for _ in range(2)]
+    assert runs[0].relaxed_objective == runs[1].relaxed_objective
+    assert runs[0].rounded_genotype == runs[1].rounded_genotype
+    assert [s.objective for s in runs[0].starts] == [s.objective for s in runs[1].starts]
+
+
+def test_solver_failures_are_reported():
+    cfg, result = _search("tiny")
+    space = cfg.search_space()
+    cc = cross_check(result, space, alpha=cfg.objective.alpha, maxiter=1, random_starts=1)
+    assert all(s.status == 9 and not s.converged for s in cc.starts)
+    assert any("did not converge" in w or "ended infeasible" in w for w in cc.warnings)
+
+    # A start that breaks the budget: the GA's genotype under a budget it exceeds.
+    tight = replace(cfg.budget, macs=0.8 * result.evaluation.macs)
+    cc = cross_check(result.genotype, space, tight, alpha=cfg.objective.alpha, random_starts=1)
+    assert not cc.ga_feasible
+    assert any("breaks the budget (MACs" in w for w in cc.warnings)
+    assert any(w.startswith("start ga ") and "began infeasible" in w for w in cc.warnings)
+    assert cc.starts[0].start_violation > 0
+    assert not cc.improved  # never "beats" an infeasible GA answer
+    if cc.rounded_genotype is not None:
+        assert _feasible(replace(cfg, budget=tight), cc.rounded_genotype)
+
+    # An evaluation budget stops SLSQP and says so.
+    relax = Relaxation(space, cfg.budget, [st.k for st in result.genotype.stages], cfg.objective.alpha)
+    _, info = relax.solve(relax.point(result.genotype), max_evaluations=2)
+    assert info["status"] == -1 and "Evaluation limit" in info["message"]
+
+
+def test_rounding_repairs_an_infeasible_relaxed_point():
+    cfg, result = _search("tiny")
+    space = cfg.search_space()
+    problem = DeepMADProblem(space, cfg.budget, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention)
+    relax = Relaxation(space, cfg.budget, [st.k for st in result.genotype.stages], cfg.objective.alpha)
+    z, _ = relax.solve(relax.point(result.genotype))
+    for candidate in (z, z + np.r_[0.05, np.full(3, 0.05), np.full(3, 0.05), np.full(3, 0.4)]):
+        found = round_and_repair(problem, relax, candidate)
+        assert found, "no feasible rounding"
+        for x, f in found:
+            _, G = problem.evaluate_vectors(x[None])
+            assert np.all(G <= 0)
+            assert f == pytest.approx(evaluate(space.genotype(x), cfg.objective.alpha).objective)
+
+
+def test_cross_check_rejects_bad_input():
+    cfg = load_config("tiny")
+    g = cfg.search_space().genotype(cfg.search_space().bounds[0])
+    with pytest.raises(ValueError, match="budget: required"):
+        cross_check(g, cfg.search_space())
+    with pytest.raises(ValueError, match="kernels: expected"):
+        cross_check(g, cfg.search_space(), cfg.budget, kernels="all")
+    other = load_config("mbv2").search_space()
+    with pytest.raises(ValueError, match="template"):
+        cross_check(g, other, cfg.budget)
+
+
+def test_relax_module_stays_torch_free():
+    code = "import sys, deepmad_evo.relax; assert 'torch' not in sys.modules and 'rich' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_budget_without_rho():
+    cfg, result = _search("tiny")
+    budget = replace(cfg.budget, rho=None)
+    space = cfg.search_space()
+    relax = Relaxation(space, budget, [st.k for st in result.genotype.stages], cfg.objective.alpha)
+    assert not any(n.startswith("rho") for n in relax.constraint_names)
+    cc = cross_check(result.genotype, space, budget, alpha=cfg.objective.alpha, random_starts=1)
+    assert cc.relaxed_objective >= cc.ga_objective and cc.relaxed_costs["rho"] > 0
+
+
+def test_integral_depth_bound_sits_between_the_discrete_and_the_relaxed_optimum():
+    cfg, result = _search("tiny")
+    space = cfg.search_space()
+    cc = cross_check(result, space, alpha=cfg.objective.alpha, random_starts=0, depth_nodes=40)
+    b = cc.depth_bound
+    assert b["complete"] and b["nodes"] <= 40
+    assert max(cc.ga_objective, cc.rounded_objective) == pytest.approx(b["best_discrete"])
+    assert b["best_discrete"] <= b["bound"] <= cc.relaxed_objective + 1e-6
+    assert b["gap"] == pytest.approx((b["bound"] - b["best_discrete"]) / b["bound"])
+    # Any integral depth vector's relaxed optimum (widths real) is below the bound.
+    relax = Relaxation(space, cfg.budget, cc.kernels, cfg.objective.alpha)
+    z0 = relax.point(result.genotype)
+    for depth in ([st.depth for st in result.genotype.stages], [st.depth for st in cc.rounded_genotype.stages],
+                  [1, 4, 5], [2, 4, 4]):
+        lo, hi = relax.lower.copy(), relax.upper.copy()
+        lo[relax.i_depth] = hi[relax.i_depth] = depth
+        z, _ = relax.solve(z0, lower=lo, upper=hi)
+        if relax.violation(z)[0] <= 1e-6:
+            assert relax.evaluate(z[None], gradients=False).objective[0] <= b["bound"] + 1e-6
