@@ -18,7 +18,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepmad_evo.commands.search import settings_of  # noqa: E402
 from deepmad_evo.config import load_config, preset_names  # noqa: E402
 from deepmad_evo.costs import network_costs  # noqa: E402
 from deepmad_evo.genotype import atomic_write_text, save_genotype  # noqa: E402
@@ -32,7 +31,7 @@ def solve(name: str) -> dict:
     s = cfg.search
     # The same settings as `run.py search --config <name>`, so the zoo is what the CLI finds.
     result = run_search(cfg.search_space(), cfg.budget, alpha=cfg.objective.alpha, beta=cfg.objective.beta,
-                        convention=cfg.objective.convention, settings=settings_of(cfg), seed=s.seed)
+                        convention=cfg.objective.convention, settings=cfg.search_settings(), seed=s.seed)
     if not result.feasible:
         raise SystemExit(f"{name}: the search found no feasible network; the zoo is left unchanged")
     g = result.genotype
