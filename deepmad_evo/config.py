@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .costs import CONVENTIONS
-from .genotype import BLOCKS, MOBILE_BLOCKS, RESNET_BLOCKS
+from .genotype import BLOCKS, RESNET_BLOCKS
 from .objective import DEFAULT_BETA, check_alpha
 from .problem import Budget
 from .search import SearchSettings

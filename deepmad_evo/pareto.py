@@ -38,11 +38,11 @@ refuses a directory holding a different run's record for the same budget.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
 import signal
-import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -62,7 +62,7 @@ from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .config import Config
-from .genotype import Genotype, GenotypeError, atomic_write_text, load_genotype, save_genotype
+from .genotype import Genotype, GenotypeError, atomic_write_bytes, atomic_write_text, load_genotype, save_genotype
 from .objective import evaluate
 from .problem import Budget, DeepMADProblem, MonotoneRepair
 from .search import InfeasibleBudgetError, SearchSettings, feasible_samples, run_search, smallest_network
@@ -797,19 +797,9 @@ def plot_pareto(run: dict, path: str | os.PathLike) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def default_out(cfg: Config) -> Path:

@@ -18,7 +18,7 @@ import os
 import time
 import tomllib
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .genotype import Genotype, atomic_write_text
+from .genotype import Genotype, atomic_path, atomic_write_bytes, atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
 DEFAULT_PRESET = "imagenet"
@@ -611,18 +611,8 @@ def evaluate(model: nn.Module, loader, config: TrainConfig, runtime: Runtime, nu
 # ------------------------------------------------------------------------------------- checkpoints
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, fsync, then an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -737,10 +727,7 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 # -------------------------------------------------------------------------------------------- train

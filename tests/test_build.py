@@ -23,14 +23,8 @@ TEXT = "i33_c3_n7 stem_k3_s2_c8 basic_d2_k3_s2_b8_c16 mbse_d2_k5_s2_b48_c16 head
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on a shared 2-core machine: extra intra-op threads only contend."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs single-threaded (see conftest.one_thread)."""
 
 
 def test_build_zoo_name_shows_tree_and_verified_costs(capsys):

@@ -21,14 +21,8 @@ TEXT = "i32_c3_n5 stem_k3_s2_c8 bneck_d1_k3_s2_b8_c16 mbse_d2_k3_s2_b32_c24 head
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on a shared 2-core machine: extra intra-op threads only contend."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs single-threaded (see conftest.one_thread)."""
 
 
 def _only(folder, name):

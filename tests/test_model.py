@@ -23,12 +23,8 @@ GENOTYPES = random_genotypes(60, seed=2024)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These networks are tiny: on a shared 2-core machine extra intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs single-threaded (see conftest.one_thread)."""
 
 
 def _live(model: nn.Module, g: Genotype) -> tuple[int, int]:

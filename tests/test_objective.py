@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from deepmad_evo.genotype import BLOCKS, Genotype, Head, Stage, Stem, load_genotype
+from deepmad_evo.genotype import BLOCKS, Genotype, Stage, Stem, load_genotype
 from deepmad_evo.objective import evaluate, evaluate_population
 from deepmad_evo.space import Template
 from deepmad_evo.units import expand

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
+from ..genotype import atomic_path
 from ..models import resolve_genotype
 
 FORMATS = ("onnx", "torchscript", "state_dict")
@@ -24,25 +22,6 @@ def add_parser(sub) -> None:
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the genotype's)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the check input")
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Yield a temp path next to ``path``; on success it replaces ``path`` atomically, else it is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the mode a plain open() would
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _close(a, b) -> float:
