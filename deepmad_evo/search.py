@@ -330,11 +330,11 @@ def _perturb_and_polish(problem, x, fx, moves, settings, rng, log):
         kick = np.maximum(1, np.round(np.abs(rng.normal(0, 0.1, 3)) * span[idx])).astype(np.int64)
         y[idx] = np.clip(y[idx] + rng.choice([-1, 1], 3) * kick, xl[idx], xu[idx])
         y = _restore(problem, y)
-        if y is None:
-            continue
-        y, fy = local_search(problem, y, moves)
-        if fy > fx:
-            x, fx = y, fy
+        if y is not None:
+            y, fy = local_search(problem, y, moves)
+            if fy > fx:
+                x, fx = y, fy
+        # One event per step, restorable or not, so progress reaches its total.
         log({"phase": "polish", "step": step, "total": settings.perturbations, "best_objective": float(fx),
              "feasible_fraction": 1.0, "n_evals": problem.n_evals})
     return x, fx

@@ -88,6 +88,10 @@ def test_history_is_json_ready(tiny):
     cfg, space = tiny
     history = _run(cfg, space, 1).history
     assert {h["phase"] for h in history} == {"ga", "polish"}
+    s = FAST
+    # The CLI's progress bars count these events against exactly these totals.
+    assert sum(h["phase"] == "ga" for h in history) == s.chains * s.restarts * s.generations
+    assert sum(h["phase"] == "polish" for h in history) == s.chains * s.perturbations + s.finish
     json.dumps(history)  # run.json stores it; numpy scalars or arrays would break the write
     assert all(type(v) in (int, float, str) for h in history for v in h.values())
 
