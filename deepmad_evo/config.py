@@ -13,8 +13,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import limits
 from .costs import CONVENTIONS
 from .genotype import BLOCKS, RESNET_BLOCKS
+from .limits import shown
 from .objective import DEFAULT_BETA, check_alpha
 from .problem import Budget
 from .search import SearchSettings
@@ -44,18 +46,21 @@ def parse_quantity(text: Any, field: str) -> float:
         ConfigError: naming ``field`` and the value when it is not a positive quantity.
     """
     if isinstance(text, bool):
-        raise ConfigError(f"{field}: expected a positive number with an optional K/M/G/T suffix, got {text!r}")
+        raise ConfigError(f"{field}: expected a positive number with an optional K/M/G/T suffix, got {shown(text)}")
     if isinstance(text, (int, float)):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:
+            value = float("inf")
     else:
-        m = _QUANTITY.match(str(text))
-        if not m:
+        m = _QUANTITY.match(str(text)[:200])
+        if not m or len(str(text)) > 200:
             raise ConfigError(
-                f"{field}: expected a positive number with an optional K/M/G/T suffix (e.g. 4.5G), got {text!r}"
+                f"{field}: expected a positive number with an optional K/M/G/T suffix (e.g. 4.5G), got {shown(text)}"
             )
         value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
     if not np.isfinite(value) or value <= 0:
-        raise ConfigError(f"{field}: expected a positive number, got {text!r}")
+        raise ConfigError(f"{field}: expected a positive finite number, got {shown(text)}")
     return value
 
 
@@ -118,16 +123,27 @@ class Config:
             raise ConfigError("space: a template mixing ResNet and MobileNet blocks needs explicit expansion and kernels")
         defaults = FAMILY_DEFAULTS[fam.pop()]
         lo, hi, step = sp.expansion or defaults["expansion"]
-        n = int(round((hi - lo) / step)) + 1
+        n = _grid_size("space.expansion", lo, hi, step, 1e-9, limits.MAX_EXPANSION)
         expansions = tuple(float(round(lo + i * step, 6)) for i in range(n))
         kernels = tuple(sp.kernels or defaults["kernels"])
+        if len(kernels) > limits.MAX_GRID:
+            raise ConfigError(f"space.kernels: {len(kernels)} values; expected at most {limits.MAX_GRID}")
+        for kernel in kernels:
+            if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0 \
+                    or kernel > limits.MAX_KERNEL:
+                raise ConfigError(f"space.kernels: expected odd integers in [1, {limits.MAX_KERNEL}], got {shown(kernel)}")
         S = t.num_stages
         dmin, dmax = sp.depth
+        if not 1 <= dmin <= dmax <= limits.MAX_DEPTH:
+            raise ConfigError(f"space.depth: expected [min, max] with 1 <= min <= max <= {limits.MAX_DEPTH}, "
+                              f"got {shown(list(sp.depth))}")
         depth_max = [dmax] * S
         if sp.first_stage_max_depth is not None:
             depth_max[0] = min(dmax, sp.first_stage_max_depth)
         a, b, c = sp.stem_channels
         x, y, z = sp.channels
+        _grid_size("space.stem_channels", a, b, c, 1, limits.MAX_CHANNELS)
+        _grid_size("space.channels", x, y, z, 1, limits.MAX_CHANNELS)
         return SearchSpace(t, tuple(range(a, b + 1, c)), tuple(range(x, y + 1, z)), expansions, kernels,
                            (dmin,) * S, tuple(depth_max), sp.multiple)
 
@@ -152,6 +168,10 @@ class Config:
                     rho = FAMILY_DEFAULTS[family(block)]["rho"]
             cfg = replace(cfg, template=t, space=sp)
         if image_size is not None:
+            if isinstance(image_size, bool) or not isinstance(image_size, int) \
+                    or not 1 <= image_size <= limits.MAX_IMAGE_SIDE:
+                raise ConfigError(f"--image-size: expected an integer in [1, {limits.MAX_IMAGE_SIDE}], "
+                                  f"got {shown(image_size)}")
             try:
                 cfg = replace(cfg, template=replace(cfg.template, image_size=int(image_size)))
             except ValueError as exc:
@@ -163,9 +183,11 @@ class Config:
         o = cfg.objective
         if convention is not None and convention not in CONVENTIONS:
             raise ConfigError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
-        o = replace(o, convention=convention or o.convention, alpha=o.alpha if alpha is None else tuple(alpha),
-                    beta=o.beta if beta is None else float(beta))
-        s = cfg.search if seed is None else replace(cfg.search, seed=int(seed))
+        if alpha is not None:
+            alpha = tuple(_num(a, "--alpha") for a in alpha)
+        o = replace(o, convention=convention or o.convention, alpha=o.alpha if alpha is None else alpha,
+                    beta=o.beta if beta is None else _num(beta, "--beta"))
+        s = cfg.search if seed is None else replace(cfg.search, seed=_seed(seed, "--seed"))
         cfg = replace(cfg, budget=b, objective=o, search=s)
         cfg.validate()
         return cfg
@@ -179,9 +201,24 @@ class Config:
 
 
 def _positive(v, field):
-    if not (isinstance(v, (int, float)) and v > 0):
-        raise ConfigError(f"{field}: expected a positive number, got {v!r}")
+    if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0 and np.isfinite(v)):
+        raise ConfigError(f"{field}: expected a positive finite number, got {shown(v)}")
     return float(v)
+
+
+def _grid_size(field: str, lo, hi, step, low: float, high: float) -> int:
+    """Number of values of a [min, max, step] grid, refused before it is built when it is absurd."""
+    for v in (lo, hi, step):
+        if not np.isfinite(v):
+            raise ConfigError(f"{field}: expected finite numbers [min, max, step], got {shown([lo, hi, step])}")
+    if not (low <= lo <= hi <= high and step > 0):
+        raise ConfigError(f"{field}: expected [min, max, step] with {low:g} <= min <= max <= {high:g} and step > 0, "
+                          f"got {shown([lo, hi, step])}")
+    n = (hi - lo) / step + 1
+    if n > limits.MAX_GRID:
+        raise ConfigError(f"{field}: [min, max, step] = {shown([lo, hi, step])} gives {n:,.0f} values; "
+                          f"expected at most {limits.MAX_GRID} (raise the step)")
+    return int(round(n - 1)) + 1
 
 
 def _jsonable(v):
@@ -198,7 +235,7 @@ def _take(table: Mapping, where: str, spec: dict, src: str) -> dict:
         raise ConfigError(f"{src}: [{where}] must be a table")
     for key in table:
         if key not in spec:
-            raise ConfigError(f"{src}: unknown key {where}.{key}; expected one of {', '.join(sorted(spec))}")
+            raise ConfigError(f"{src}: unknown key {where}.{shown(key)[1:-1]}; expected one of {', '.join(sorted(spec))}")
     out = {}
     for key, check in spec.items():
         if key in table:
@@ -208,7 +245,7 @@ def _take(table: Mapping, where: str, spec: dict, src: str) -> dict:
 
 def _int_(v, f):
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{f}: expected an integer, got {v!r}")
+        raise ConfigError(f"{f}: expected an integer, got {shown(v)}")
     return v
 
 
@@ -219,22 +256,45 @@ def _pos_int(v, f):
     return v
 
 
+def _nonneg_int(v, f):
+    v = _int_(v, f)
+    if v < 0:
+        raise ConfigError(f"{f}: expected an integer >= 0, got {v}")
+    return v
+
+
 def _num(v, f):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{f}: expected a number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        raise ConfigError(f"{f}: expected a finite number, got {shown(v)}")
     return float(v)
+
+
+def _ranged(check, high):
+    def ranged(v, f):
+        v = check(v, f)
+        if v > high:
+            raise ConfigError(f"{f}: expected at most {high:,}, got {shown(v)}")
+        return v
+    return ranged
+
+
+def _seed(v, f):
+    try:
+        return limits.seed(v, f)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _bool(v, f):
     if not isinstance(v, bool):
-        raise ConfigError(f"{f}: expected true or false, got {v!r}")
+        raise ConfigError(f"{f}: expected true or false, got {shown(v)}")
     return v
 
 
 def _str_in(choices):
     def check(v, f):
         if v not in choices:
-            raise ConfigError(f"{f}: expected one of {', '.join(choices)}, got {v!r}")
+            raise ConfigError(f"{f}: expected one of {', '.join(choices)}, got {shown(v)}")
         return v
     return check
 
@@ -242,7 +302,9 @@ def _str_in(choices):
 def _list(item, n=None):
     def check(v, f):
         if not isinstance(v, list) or (n is not None and len(v) != n) or not v:
-            raise ConfigError(f"{f}: expected a list{'' if n is None else f' of {n} values'}, got {v!r}")
+            raise ConfigError(f"{f}: expected a list{'' if n is None else f' of {n} values'}, got {shown(v)}")
+        if len(v) > limits.MAX_GRID:
+            raise ConfigError(f"{f}: expected at most {limits.MAX_GRID} values, got {len(v):,}")
         return tuple(item(x, f) for x in v)
     return check
 
@@ -253,6 +315,13 @@ def _quantity_or_off(v, f):
     return parse_quantity(v, f)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
 def load_config(source: str | Path | None = None) -> Config:
     """Read a TOML preset by path or by name (``r50`` → ``configs/r50.toml``).
 
@@ -261,18 +330,28 @@ def load_config(source: str | Path | None = None) -> Config:
     """
     source = DEFAULT_PRESET if source is None else source
     path = Path(source)
-    if not path.is_file():
+    if not _is_file(path):
         named = CONFIG_DIR / f"{source}.toml"
-        if named.is_file():
+        if _is_file(named):
             path = named
         else:
             names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-            raise ConfigError(f"--config: {str(source)!r} is neither a file nor a preset; presets: {names}")
+            raise ConfigError(f"--config: {shown(str(source))} is neither a file nor a preset; presets: {names}")
     src = str(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = limits.read_text(path, "--config")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{src}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{src}: not valid TOML ({str(exc)[:limits.SHOWN]})") from None
+    except RecursionError:
+        raise ConfigError(f"{src}: nested too deeply; expected at most {limits.MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not data:
+        raise ConfigError(f"{src}: empty config; expected at least a [template] table (see configs/*.toml)")
     top = _take(data, "config", {"name": lambda v, f: str(v), "template": lambda v, f: v, "space": lambda v, f: v,
                                  "budget": lambda v, f: v, "objective": lambda v, f: v, "search": lambda v, f: v}, src)
     if "template" not in top:
@@ -305,8 +384,10 @@ def load_config(source: str | Path | None = None) -> Config:
         "alpha": _list(_num), "beta": _num, "convention": _str_in(CONVENTIONS)}, src)
     objective = ObjectiveConfig(**o)
     s = _take(top.get("search", {}), "search", {
-        "pop_size": _pos_int, "generations": _pos_int, "restarts": _pos_int, "chains": _pos_int,
-        "perturbations": _int_, "finish": _int_, "local_search": _bool, "seed": _int_}, src)
+        "pop_size": _ranged(_pos_int, limits.MAX_POP_SIZE), "generations": _ranged(_pos_int, limits.MAX_COUNT),
+        "restarts": _ranged(_pos_int, limits.MAX_COUNT), "chains": _ranged(_pos_int, limits.MAX_CHAINS),
+        "perturbations": _ranged(_nonneg_int, limits.MAX_COUNT), "finish": _ranged(_nonneg_int, limits.MAX_COUNT),
+        "local_search": _bool, "seed": _seed}, src)
     cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchConfig(**s))
     try:
         cfg.validate()

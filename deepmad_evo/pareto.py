@@ -8,7 +8,7 @@ come from the config and are the same at every point.
 
 Determinism. The search of a point is seeded from the run seed and the point's budget values
 (``budget_seed``), never from a worker index or the order of completion, so ``jobs`` changes the
-wall time only. Workers run in a ``forkserver`` (or ``spawn``) context; ``jobs = 1`` runs in-process.
+wall time only. Workers run in ``deepmad_evo.parallel``'s pool; ``jobs = 1`` runs in-process.
 
 Monotonicity. Independent searches can end with a larger budget scoring lower than a smaller one
 (the larger space is harder to search). Each point therefore reports the best of *all* searched
@@ -40,15 +40,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing as mp
 import os
-import signal
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from queue import Empty
 from typing import Callable, Sequence
 
 import numpy as np
@@ -62,8 +57,11 @@ from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .config import Config
-from .genotype import Genotype, GenotypeError, atomic_write_bytes, atomic_write_text, load_genotype, save_genotype
+from .genotype import (Genotype, GenotypeError, atomic_write_bytes, atomic_write_text, clean_stale_temps, load_genotype,
+                       save_genotype)
+from .limits import dumps_json, read_json
 from .objective import evaluate
+from .parallel import default_jobs, run_tasks
 from .problem import Budget, DeepMADProblem, MonotoneRepair
 from .search import InfeasibleBudgetError, SearchSettings, feasible_samples, run_search, smallest_network
 from .space import SearchSpace
@@ -267,7 +265,7 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
               "evaluations": int(result.n_evals), "seconds": float(result.seconds),
               "cpu_seconds": time.process_time() - cpu0}
     if path is not None:
-        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(path, dumps_json(record, indent=1) + "\n")
     return record
 
 
@@ -415,7 +413,7 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
               "pop_size": pop_size, "generations": n_gen, "evaluations": n_evals,
               "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0, "front": front}
     if path is not None:
-        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(path, dumps_json(record, indent=1) + "\n")
     return record
 
 
@@ -491,106 +489,85 @@ def _short(v) -> str:
 
 # ---------------------------------------------------------------- worker processes
 
-_QUEUE = None
-
-
-def _watch_parent(parent) -> None:
-    # A killed run must not leave workers behind. The parent's sentinel fires when it dies; the
-    # parent pid cannot tell (a forkserver worker's parent is the server, which outlives the run).
-    parent.join()
-    os._exit(1)
-
-
-def _init_worker(queue) -> None:
-    global _QUEUE
-    _QUEUE = queue
-    queue.cancel_join_thread()  # progress messages are disposable; never block a worker's exit on them
-    # Ctrl-C is the parent's to handle: it tears the pool down and finished budgets are on disk.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = mp.parent_process()
-    if parent is not None:
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def _run_task(task: tuple) -> dict:
-    kind, cfg, what, seed, path = task
+def _run_task(kind, cfg, what, seed, path, emit) -> dict:
     solve = solve_budget if kind == "budget" else solve_sweep
-    return solve(cfg, what, seed, path, _QUEUE.put)
-
-
-def _context():
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        # Workers fork from a server that has the math core imported already.
-        ctx.set_forkserver_preload(["deepmad_evo.pareto"])
-        return ctx
-    return mp.get_context("spawn")
+    return solve(cfg, what, seed, path, emit)
 
 
 def _run_tasks(tasks: list[tuple], jobs: int, report: Callback) -> dict:
-    """Run (kind, cfg, point, seed, path) tasks; returns {label: record}. Sweep first (the longest)."""
+    """Run (kind, cfg, point, seed, path) tasks; returns {label: record}. Sweep first (the longest).
+
+    Each task writes its record the moment it finishes, so an interrupted run keeps them.
+    """
     results = {}
 
-    def done(task, record):
+    def done(index, record):
+        task = tasks[index]
         label = SWEEP_LABEL if task[0] == "sweep" else task[2].label
         results[label] = record
         report({"event": "done", "label": label, "record": record, "reused": False})
 
-    if jobs <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            kind, cfg, what, seed, path = task
-            done(task, (solve_budget if kind == "budget" else solve_sweep)(cfg, what, seed, path, report))
-        return results
-
-    ctx = _context()
-    queue = ctx.Queue()
-    executor = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                                   initargs=(queue,))
-
-    def drain():
-        while True:
-            try:
-                report(queue.get_nowait())
-            except Empty:
-                return
-
-    try:
-        futures = {executor.submit(_run_task, t): i for i, t in enumerate(tasks)}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            drain()
-            for f in sorted(finished, key=futures.get):
-                done(tasks[futures[f]], f.result())
-    except BaseException:
-        # Interrupted or failed: stop the other searches now; finished budgets are already on disk.
-        for p in list((getattr(executor, "_processes", None) or {}).values()):
-            p.terminate()
-        raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-        queue.close()
+    run_tasks(_run_task, tasks, jobs=jobs, emit=report, on_done=done, preload=["deepmad_evo.pareto"])
     return results
 
 
 # ---------------------------------------------------------------- the whole run
 
-def _load_record(path: Path, expect: dict, what: str, out: Path) -> dict | None:
+def _load_record(path: Path, expect: dict, what: str, out: Path, cfg: Config) -> dict | None:
     """A matching finished record, ``None`` when absent; a mismatch is a one-line error naming the first
     differing key of ``expect`` (ordered most telling first: format, seed, budget, config)."""
     if not path.is_file():
         return None
     hint = f"use a new --out (or delete {path})"
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        record = read_json(path)
+    except ValueError:
         raise ValueError(f"--out: {path} is not a readable pareto record; {hint}") from None
     if not isinstance(record, dict):
         raise ValueError(f"--out: {path} is not a pareto record; {hint}")
     for key, value in expect.items():
         if record.get(key) != value:
             raise ValueError(f"--out: {out} holds {what} of a different run ({key} differs); {hint}")
+    problem = _record_problem(record, cfg)
+    if problem:
+        raise ValueError(f"--out: {path} is damaged ({problem}); delete it to search this budget again")
     return record
+
+
+def _record_problem(record: dict, cfg: Config) -> str | None:
+    """What is wrong with a finished record of the right run (``None``: usable as is)."""
+    def number(key, kind=(int, float)):
+        v = record.get(key)
+        return None if isinstance(v, kind) and not isinstance(v, bool) else f"{key} is missing or not a number"
+
+    for key in ("search_seed", "evaluations"):
+        if (p := number(key, int)):
+            return p
+    if (p := number("seconds")):
+        return p
+    if record["format"] == SWEEP_FORMAT:
+        front = record.get("front")
+        for key in ("pop_size", "generations"):
+            if (p := number(key, int)):
+                return p
+        if not isinstance(front, list):
+            return "front is missing"
+        for i, row in enumerate(front):
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+                                                   for k in ("objective", "macs", "params", "rho", "layers")) \
+                    or not isinstance(row.get("text"), str):
+                return f"front[{i}] is not a point"
+        return None
+    try:
+        genotype = Genotype.from_dict(record.get("genotype"))
+    except ValueError as exc:
+        return f"genotype: {str(exc)[:120]}"
+    for key, value in _record_point(genotype, cfg).items():
+        if record.get(key) != value:
+            return f"{key} does not match its genotype"
+    if not isinstance(record.get("feasible"), bool):
+        return "feasible is missing"
+    return None
 
 
 def _jsonable(v):
@@ -607,8 +584,8 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
         points: budget points (``budget_points``).
         out: the run directory; finished budgets found there are reused.
         jobs: worker processes (default: the usable cores); 1 runs in-process. Workers start by
-            forkserver/spawn, so a script calling this with jobs > 1 needs the usual
-            ``if __name__ == "__main__":`` guard.
+            forkserver/spawn when the caller runs threads (``deepmad_evo.parallel``), so a script
+            calling this with jobs > 1 needs the usual ``if __name__ == "__main__":`` guard.
         sweep: optional NSGA-II sweep.
         callback: progress events — ``{"event": "start", "labels", "reused"}``, ``{"event":
             "progress", "label", "fraction", "best_objective"}``, ``{"event": "done", "label",
@@ -628,7 +605,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
     if not points and sweep is None:
         raise ValueError("--budget: expected at least one MAC budget (e.g. --budget 0.4G 4.5G) or --sweep MIN MAX")
     if jobs is None:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        jobs = default_jobs()
     if jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {jobs}")
     space = cfg.search_space()
@@ -648,7 +625,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
         expect = {"format": SWEEP_FORMAT, "seed": seed,
                   "sweep": _jsonable({"macs_min": sweep.macs_min, "macs_max": sweep.macs_max,
                                       "params_max": sweep.params_max}), "config": config}
-        record = _load_record(path, expect, "a sweep", out)
+        record = _load_record(path, expect, "a sweep", out, cfg)
         if record is None:
             tasks.append(("sweep", cfg, sweep, seed, path))
         else:
@@ -659,7 +636,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
         expect = {"format": RECORD_FORMAT, "seed": seed,
                   "budget": _jsonable({"label": p.label, "macs": p.macs, "params": p.params, "rho": cfg.budget.rho}),
                   "config": config}
-        record = _load_record(path, expect, f"budget {p.label}", out)
+        record = _load_record(path, expect, f"budget {p.label}", out, cfg)
         if record is None:
             tasks.append(("budget", cfg, p, seed, path))
         else:
@@ -671,6 +648,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
     for label in reused:
         report({"event": "done", "label": label, "record": records[label], "reused": True})
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
     records.update(_run_tasks(tasks, jobs, report))
     return assemble(cfg, points, records, out=out, sweep=sweep, reused=reused, published=published,
                     seconds=time.perf_counter() - t0)
@@ -725,7 +703,7 @@ def assemble(cfg: Config, points: Sequence[BudgetPoint], records: dict, *, out: 
            "convention": cfg.objective.convention, "points": rows, "sweep": sweep_out, "hypervolume": hyper,
            "references": refs, "references_skipped": skipped,
            "carried": sum(r["source"] != r["label"] for r in rows), "wall_seconds": seconds}
-    atomic_write_text(out / "pareto.json", json.dumps(run, indent=1) + "\n")
+    atomic_write_text(out / "pareto.json", dumps_json(run, indent=1) + "\n")
     plot_pareto(run, out / "pareto.png")
     return run
 

@@ -16,12 +16,8 @@ never by wall time, so the same seed gives the same result on every machine.
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 import os
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from queue import Empty
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -34,6 +30,7 @@ from pymoo.operators.repair.rounding import RoundingRepair
 
 from .genotype import Genotype
 from .objective import DEFAULT_BETA, Evaluation, evaluate
+from .parallel import run_tasks
 from .problem import Budget, DeepMADProblem, MonotoneRepair
 from .space import SearchSpace
 
@@ -215,10 +212,8 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     jobs = settings.jobs or min(settings.chains, os.cpu_count() or 1)
     report = callback or (lambda info: None)
     args = (space, budget, alpha, beta, convention, settings)
-    if jobs <= 1 or settings.chains <= 1:
-        outcomes = [_chain(*args, chain_seeds[c], c, report) for c in range(settings.chains)]
-    else:
-        outcomes = _parallel_chains(args, chain_seeds, jobs, report)
+    outcomes = run_tasks(_chain, [(*args, s, c) for c, s in enumerate(chain_seeds)], jobs=jobs, emit=report,
+                         preload=["deepmad_evo.search"])
     # Best objective wins; ties go to the lowest chain index, so the choice is deterministic.
     best = max(range(len(outcomes)), key=lambda c: (outcomes[c][1], -c))
     best_x, best_f = outcomes[best][0], outcomes[best][1]
@@ -247,31 +242,9 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
                         history, n_evals, time.perf_counter() - t0, seed, convention, budget)
 
 
-def _parallel_chains(args, chain_seeds, jobs, report):
-    """Run chains in worker processes, relaying their progress to ``report`` in this process."""
-    # fork is cheapest and needs no `if __name__ == "__main__"` guard in user scripts, but forking
-    # a threaded process (the CLI's rich refresh thread) can deadlock on a lock held at fork time.
-    methods = mp.get_all_start_methods()
-    if threading.active_count() == 1 and "fork" in methods:
-        ctx = mp.get_context("fork")
-    else:
-        ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_chain, *args, s, c, queue) for c, s in enumerate(chain_seeds)]
-            while not all(f.done() for f in futures) or not queue.empty():
-                try:
-                    report(queue.get(timeout=0.05))
-                except Empty:
-                    pass
-            return [f.result() for f in futures]
-
-
-def _chain(space, budget, alpha, beta, convention, settings, seed, chain, report):
+def _chain(space, budget, alpha, beta, convention, settings, seed, chain, emit):
     """One independent chain: GA restarts, local search of the best, iterated perturbation."""
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
-    emit = report.put if hasattr(report, "put") else report
     rng = np.random.default_rng(seed)
     history: list[dict] = []
     total = settings.restarts * settings.generations

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .genotype import Genotype, atomic_path, atomic_write_bytes, atomic_write_text
+from .limits import MAX_IMAGE_SIDE, read_text, shown
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
 DEFAULT_PRESET = "imagenet"
@@ -46,10 +47,12 @@ class TrainConfigError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------- config
-def _check_int(minimum: int):
+def _check_int(minimum: int, maximum: int = 2**31 - 1):
     def check(v, where):
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise TrainConfigError(f"{where}: expected an integer >= {minimum}, got {v!r}")
+            raise TrainConfigError(f"{where}: expected an integer >= {minimum}, got {shown(v)}")
+        if v > maximum:
+            raise TrainConfigError(f"{where}: expected an integer <= {maximum:,}, got {shown(v)}")
         return v
     return check
 
@@ -111,14 +114,14 @@ class TrainConfig:
     # [data]
     dataset: str = _option("imagefolder", "data", _check_choice(DATASETS))
     path: str = _option("", "data", _check_str, runtime=True)
-    image_size: int = _option(0, "data", _check_int(0))  # 0: the genotype's own image size
+    image_size: int = _option(0, "data", _check_int(0, MAX_IMAGE_SIDE))  # 0: the genotype's own image size
     eval_crop: float = _option(0.875, "data", _check_float(0.0, 1.0, open_low=True))
     mean: tuple = _option(IMAGENET_MEAN, "data", _check_triple)
     std: tuple = _option(IMAGENET_STD, "data", _check_triple)
-    fake_images: int = _option(1024, "data", _check_int(1))
-    fake_val_images: int = _option(256, "data", _check_int(1))
-    fake_classes: int = _option(1000, "data", _check_int(2))
-    workers: int = _option(8, "data", _check_int(0), runtime=True)
+    fake_images: int = _option(1024, "data", _check_int(1, 10**7))
+    fake_val_images: int = _option(256, "data", _check_int(1, 10**7))
+    fake_classes: int = _option(1000, "data", _check_int(2, 10**6))
+    workers: int = _option(8, "data", _check_int(0, 1024), runtime=True)
     # [augment]
     crop: str = _option("resized", "augment", _check_choice(CROPS))
     min_scale: float = _option(0.08, "augment", _check_float(0.0, 1.0, open_low=True))
@@ -129,8 +132,8 @@ class TrainConfig:
     cutmix: float = _option(1.0, "augment", _check_float(0.0))
     label_smoothing: float = _option(0.1, "augment", _check_float(0.0, 1.0))
     # [optim]
-    epochs: int = _option(480, "optim", _check_int(1))
-    batch_size: int = _option(256, "optim", _check_int(1))
+    epochs: int = _option(480, "optim", _check_int(1, 10**6))
+    batch_size: int = _option(256, "optim", _check_int(1, 2**20))
     lr: float = _option(0.1, "optim", _check_float(0.0, open_low=True))  # per 256 images
     min_lr: float = _option(0.0, "optim", _check_float(0.0))  # per 256 images, reached at the end
     momentum: float = _option(0.9, "optim", _check_float(0.0, 1.0))
@@ -146,7 +149,7 @@ class TrainConfig:
     zero_init_residual: bool = _option(False, "model", _check_bool)
     sync_bn: bool = _option(False, "model", _check_bool)
     # [run]
-    seed: int = _option(0, "run", _check_int(0))
+    seed: int = _option(0, "run", _check_int(0, 2**32 - 1))
     device: str = _option("auto", "run", _check_choice(DEVICES), runtime=True)
     amp: bool = _option(True, "run", _check_bool, runtime=True)
     channels_last: bool = _option(True, "run", _check_bool, runtime=True)
@@ -184,6 +187,13 @@ class TrainConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["runtime"]}
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_train_config(source: str | os.PathLike | None = None) -> TrainConfig:
     """Read a training recipe by path or preset name (``cifar100`` → ``configs/train/cifar100.toml``).
 
@@ -195,16 +205,20 @@ def load_train_config(source: str | os.PathLike | None = None) -> TrainConfig:
     """
     source = DEFAULT_PRESET if source is None else source
     path = Path(source)
-    if not path.is_file():
+    if not _is_file(path):
         named = CONFIG_DIR / f"{source}.toml"
         if not named.is_file():
             names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-            raise TrainConfigError(f"--config: {str(source)!r} is neither a file nor a training preset; presets: {names}")
+            raise TrainConfigError(f"--config: {shown(str(source))} is neither a file nor a training preset; presets: {names}")
         path = named
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_text(path, "--config"))
     except tomllib.TOMLDecodeError as exc:
-        raise TrainConfigError(f"{path}: not valid TOML ({exc})") from None
+        raise TrainConfigError(f"{path}: not valid TOML ({str(exc)[:80]})") from None
+    except RecursionError:
+        raise TrainConfigError(f"{path}: nested too deeply; expected a flat training recipe") from None
+    except ValueError as exc:
+        raise TrainConfigError(str(exc)) from None
     by_table: dict[str, dict[str, str]] = {}
     for f in fields(TrainConfig):
         by_table.setdefault(f.metadata["table"], {})[f.name] = f.name
@@ -632,12 +646,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                          "delete it to start over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint: {str(path)!r} is not a {CHECKPOINT_FORMAT} file")
+    for key, kind in _CHECKPOINT_KEYS.items():
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"checkpoint: {str(path)!r} is damaged ({key} is "
+                             f"{'missing' if key not in state else type(value).__name__}, expected "
+                             f"{getattr(kind, '__name__', 'a state')}); delete it to start over")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        raise ValueError(f"checkpoint: {str(path)!r} is damaged (model holds non-tensors); delete it to start over")
     return state
+
+
+_CHECKPOINT_KEYS = {"epoch": int, "steps_per_epoch": int, "world_size": int, "recipe": dict, "model": dict,
+                    "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": list, "history": list}
 
 
 def _check_compatible(state: dict, path: Path, model: nn.Module, config: TrainConfig, steps_per_epoch: int) -> None:
     """Refuse to resume a checkpoint of another experiment, naming the first difference."""
     saved = state["recipe"]
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"checkpoint: {str(path)!r} is damaged (recipe is not a table); delete it to start over")
     for key, value in config.recipe().items():
         old = saved.get(key)
         if isinstance(value, tuple):
@@ -820,17 +848,23 @@ def _train(model, config, data, out_dir, resume, callback, extra, runtime: Runti
     if resume:
         state = load_checkpoint(checkpoint_path)
         _check_compatible(state, checkpoint_path, model, config, steps_per_epoch)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when saved without fp16 (AMP may change between runs)
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        history = list(state["history"])
-        start_epoch = state["epoch"]
-        if state["world_size"] == runtime.world_size:
-            _restore_rng(state["rng"], runtime, generator)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if state["scaler"]:  # empty when saved without fp16 (AMP may change between runs)
+                scaler.load_state_dict(state["scaler"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            history = list(state["history"])
+            start_epoch = state["epoch"]
+            if not 0 <= start_epoch <= config.epochs:
+                raise ValueError(f"epoch {start_epoch} outside [0, {config.epochs}]")
+            if state["world_size"] == runtime.world_size:
+                _restore_rng(state["rng"], runtime, generator)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+            raise ValueError(f"checkpoint: {str(checkpoint_path)!r} is damaged ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:100] if str(exc) else ''}); delete it to start over") from None
         else:  # another process count: exact continuation is impossible; reseed per epoch instead
             torch.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch)
             generator.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch + 1)

@@ -8,14 +8,15 @@ import json
 from ..costs import network_costs
 from ..models import resolve_genotype
 from ..units import expand
+from ..limits import MAX_CLASSES, arg_image_side, arg_int
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("build", help="decode a genotype into its nn.Module; show the tree and verified costs")
     p.add_argument("genotype", help="genotype JSON, text form, reference structure file, or zoo name (r50, mb-29m, …)")
-    p.add_argument("--image-size", type=int, default=None, help="override the image size")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the genotype's)")
-    p.add_argument("--depth", type=int, default=3, help="module-tree levels to expand (default 3)")
+    p.add_argument("--image-size", type=arg_image_side, default=None, help="override the image size")
+    p.add_argument("--num-classes", type=arg_int(1, MAX_CLASSES), default=None, help="classifier outputs (default: the genotype's)")
+    p.add_argument("--depth", type=arg_int(0, 1000), default=3, help="module-tree levels to expand (default 3)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object, no tree")
 
 

@@ -6,11 +6,14 @@ import argparse
 import json
 import math
 
+from rich.markup import escape
+
 from ..config import load_config, preset_names
 from ..costs import CONVENTIONS
 from ..genotype import BLOCKS, atomic_write_text, load_genotype
 from ..render import si
 from ..space import Template
+from ..limits import check_output, dumps_json, arg_float, arg_image_side, arg_int, arg_seed
 
 
 def add_parser(sub) -> None:
@@ -21,17 +24,17 @@ def add_parser(sub) -> None:
                    help="preset name or TOML path (default: the preset whose template matches GENOTYPE, else mb-29m)")
     p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G")
     p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
-    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
+    p.add_argument("--rho", type=arg_float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None, help="seed of the search and of the random starts")
+    p.add_argument("--image-size", type=arg_image_side, default=None)
+    p.add_argument("--seed", type=arg_seed, default=None, help="seed of the search and of the random starts")
     p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
-    p.add_argument("--starts", type=int, default=3, help="random feasible SLSQP starts besides the GA's (default 3)")
+    p.add_argument("--starts", type=arg_int(0, 10000), default=3, help="random feasible SLSQP starts besides the GA's (default 3)")
     p.add_argument("--kernels", choices=("fixed", "each"), default="fixed",
                    help="fixed: the GA's kernels; each: also every per-stage kernel combination (slow)")
-    p.add_argument("--depth-nodes", type=int, default=0,
+    p.add_argument("--depth-nodes", type=arg_int(0, 10**7), default=0,
                    help="also bound the problem with integral depths by branch and bound over at most N SLSQP nodes")
-    p.add_argument("--tolerance", type=float, default=0.01, help="gap above which to warn (fraction, default 0.01)")
+    p.add_argument("--tolerance", type=arg_float, default=0.01, help="gap above which to warn (fraction, default 0.01)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.add_argument("--out", default=None, help="also write the JSON record to this file")
 
@@ -165,6 +168,8 @@ def print_cross_check(console, cc, title: str = "cross-check", returned: bool = 
 
 def run(args: argparse.Namespace, console) -> int:
     cfg, genotype = resolve(args)
+    if args.out:
+        check_output(args.out, "--out", kind="file")
     if args.json:
         from rich.console import Console
 
@@ -181,11 +186,11 @@ def run(args: argparse.Namespace, console) -> int:
                                    depth_nodes=args.depth_nodes, tolerance=args.tolerance)
     record = {"config": cfg.to_dict(), "genotype": cc.ga_genotype.to_text(), **cc.to_dict()}
     if args.out:
-        atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(args.out, dumps_json(record, indent=1) + "\n")
     if args.json:
-        print(json.dumps(record))
+        print(dumps_json(record))
         return 0
-    print_cross_check(console, cc, title=f"{cfg.name}: GA vs continuous relaxation")
+    print_cross_check(console, cc, title=f"{escape(cfg.name)}: GA vs continuous relaxation")
     if args.out:
-        console.print(f"record → [bold]{args.out}[/]")
+        console.print(f"record → [bold]{escape(str(args.out))}[/]")
     return 0

@@ -7,8 +7,11 @@ import importlib.util
 import warnings
 from pathlib import Path
 
+from rich.markup import escape
+
 from ..genotype import atomic_path
 from ..models import resolve_genotype
+from ..limits import check_output, MAX_CLASSES, arg_image_side, arg_int, arg_seed
 
 FORMATS = ("onnx", "torchscript", "state_dict")
 
@@ -18,10 +21,10 @@ def add_parser(sub) -> None:
     p.add_argument("genotype", help="genotype JSON, text form, reference structure file, or zoo name")
     p.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
     p.add_argument("--out", required=True, help="file to write (replaced atomically)")
-    p.add_argument("--image-size", type=int, default=None, help="example input side (default: the genotype's)")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the genotype's)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the check input")
+    p.add_argument("--image-size", type=arg_image_side, default=None, help="example input side (default: the genotype's)")
+    p.add_argument("--num-classes", type=arg_int(1, MAX_CLASSES), default=None, help="classifier outputs (default: the genotype's)")
+    p.add_argument("--opset", type=arg_int(7, 99), default=17, help="ONNX opset (default 17)")
+    p.add_argument("--seed", type=arg_seed, default=0, help="seed of the weights and the check input")
 
 
 def _close(a, b) -> float:
@@ -109,10 +112,14 @@ def run(args: argparse.Namespace, console) -> int:
                              ("--opset", args.opset, 7)):
         if value is not None and value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out: {out} is a directory; expected a file path")
+    out = check_output(args.out, "--out", kind="file")
+    if args.fmt == "onnx":
+        from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+
+        if not ONNX_MIN_OPSET <= args.opset <= ONNX_MAX_OPSET:
+            raise ValueError(f"--opset: expected an ONNX opset in [{ONNX_MIN_OPSET}, {ONNX_MAX_OPSET}] "
+                             f"(what this torch exports), got {args.opset}")
     genotype = resolve_genotype(args.genotype, image_size=args.image_size)
     what = export(genotype, args.fmt, out, args.num_classes, args.opset, args.seed)
-    console.print(f"wrote [bold]{out}[/] ({args.fmt}, {out.stat().st_size:,} bytes): {what}")
+    console.print(f"wrote [bold]{escape(str(out))}[/] ({args.fmt}, {out.stat().st_size:,} bytes): {what}")
     return 0

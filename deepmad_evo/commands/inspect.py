@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import re
 from pathlib import Path
+
+from rich.markup import escape
 
 from ..config import parse_quantity
 from ..costs import CONVENTIONS
@@ -12,20 +14,24 @@ from ..genotype import load_genotype
 from ..problem import Budget
 from ..render import print_report
 from ..report import genotype_report
+from ..limits import arg_float, arg_image_side, dumps_json
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("inspect", help="score a genotype file / text form and show its per-stage table")
     p.add_argument("path", help="genotype JSON, text form, reference structure file, or a module to trace: "
-                                "torchvision:<name> or package.module:callable")
+                                "torchvision:<name>, timm:<name>, or package.module:callable with --allow-code")
+    p.add_argument("--allow-code", action="store_true",
+                   help="allow PATH = package.module:callable, which imports that module and calls the function "
+                        "(runs arbitrary code; off by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--convention", choices=CONVENTIONS, default="torch")
-    p.add_argument("--image-size", type=int, default=None, help="override the image size")
-    p.add_argument("--alpha", type=float, nargs="+", default=None, help="per-segment entropy weights")
-    p.add_argument("--beta", type=float, default=10.0, help="depth-penalty weight")
+    p.add_argument("--image-size", type=arg_image_side, default=None, help="override the image size")
+    p.add_argument("--alpha", type=arg_float, nargs="+", default=None, help="per-segment entropy weights")
+    p.add_argument("--beta", type=arg_float, default=10.0, help="depth-penalty weight")
     p.add_argument("--budget", default=None, help="MAC budget to check, e.g. 4.5G")
     p.add_argument("--params", default=None, help="parameter budget to check, e.g. 29M")
-    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 to check")
+    p.add_argument("--rho", type=arg_float, default=None, help="effectiveness bound rho0 to check")
 
 
 def budget_from_args(args: argparse.Namespace) -> Budget | None:
@@ -40,16 +46,16 @@ def run(args: argparse.Namespace, console) -> int:
     if args.image_size is not None and args.image_size < 1:
         raise ValueError(f"--image-size: expected a positive integer, got {args.image_size}")
     budget = budget_from_args(args)
-    if ":" in args.path and not Path(args.path).exists():
+    if _is_module_spec(args.path) and not _exists(args.path):
         report = _traced(args, budget)
     else:
         genotype = load_genotype(args.path, image_size=args.image_size)
         report = genotype_report(genotype, args.alpha, args.beta, args.convention, budget)
     if args.json:
         # Plain stdout: machine-readable, no rich markup or wrapping.
-        print(json.dumps(report))
+        print(dumps_json(report))
         return 0
-    print_report(console, report, title=f"{args.path}")
+    print_report(console, report, title=escape(str(args.path)))
     return 0
 
 
@@ -59,4 +65,17 @@ def _traced(args: argparse.Namespace, budget) -> dict:
         raise ValueError(f"--convention: a traced module is counted from the live module (torch), got {args.convention!r}")
     from ..trace import module_report
 
-    return module_report(args.path, 224 if args.image_size is None else args.image_size, args.alpha, args.beta, budget)
+    return module_report(args.path, 224 if args.image_size is None else args.image_size, args.alpha, args.beta, budget,
+                         allow_code=args.allow_code)
+
+
+def _is_module_spec(text: str) -> bool:
+    """``prefix:name`` with identifier parts: what ``trace.load_module`` takes (no torch import here)."""
+    return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text.strip()) is not None
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False

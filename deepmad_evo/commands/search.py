@@ -9,25 +9,28 @@ import platform
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from .. import __version__
 from ..config import load_config, parse_quantity
 from ..costs import CONVENTIONS
-from ..genotype import BLOCKS, atomic_write_text, save_genotype
+from ..genotype import BLOCKS, atomic_write_text, clean_stale_temps, save_genotype
 from ..render import print_report
 from ..report import genotype_report
 from ..search import SearchSettings, run_search
 from .train import add_train_options, resolve_train_config, train_genotype
+from ..limits import check_output, dumps_json, nan_to_none, read_json, arg_float, arg_image_side, arg_seed
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("search", help="search the best network for a budget (default command)")
     p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G (K/M/G/T suffixes or a plain number)")
     p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
-    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
+    p.add_argument("--rho", type=arg_float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--config", default=None, help="preset name (r18, r50, mb-29m, …) or TOML path; default mb-29m")
     p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--image-size", type=arg_image_side, default=None)
+    p.add_argument("--seed", type=arg_seed, default=None)
     p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
     p.add_argument("--out", default=None, help="run directory (default runs/<config>-<budget>-s<seed>-<hash>)")
     p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result")
@@ -97,18 +100,15 @@ def run(args: argparse.Namespace, console) -> int:
     cfg = resolve_config(args)
     if args.train:
         resolve_train_config(args)  # bad training flags fail now, not after the search
-    out = Path(args.out) if args.out else default_out(cfg)
+    out = check_output(args.out if args.out else default_out(cfg), "--out")
     run_file = out / "run.json"
-    if run_file.is_file() and not args.force:
-        previous = _load_previous(run_file)
-        if (previous is not None and previous.get("config") == cfg.to_dict()
-                and (not args.cross_check or "cross_check" in previous)):
-            from ..genotype import Genotype
-
-            genotype = Genotype.from_dict(previous["genotype"])
-            console.print(f"[dim]{out} already holds this search (same config and seed); showing it (--force to redo)[/]")
+    if not args.force:
+        genotype = cached_result(out, cfg, args.cross_check, console)
+        if genotype is not None:
+            console.print(f"[dim]{escape(str(out))} already holds this search (same config and seed); showing it (--force to redo)[/]")
             _show(console, cfg, genotype, not args.no_build)
             return train_genotype(genotype, args, console, out / "train") if args.train else 0
+    clean_stale_temps(out)
     started = time.time()
     result = search_with_progress(cfg, console)
     genotype, objective, cross = result.genotype, result.objective, None
@@ -122,32 +122,70 @@ def run(args: argparse.Namespace, console) -> int:
         "format": "deepmad-evo/run/1", "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
         "versions": versions(), "started": started, "wall_seconds": result.seconds, "evaluations": result.n_evals,
         "feasible": result.feasible, "objective": objective, "genotype": genotype.to_dict(),
-        "text": genotype.to_text(), "history": list(result.history),
+        "text": genotype.to_text(), "history": nan_to_none(list(result.history)),
     }
     if cross is not None:
         record["cross_check"] = cross.to_dict()
     save_genotype(genotype, out / "genotype.json")
-    atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
+    atomic_write_text(run_file, dumps_json(record, indent=1) + "\n")
     if cross is not None:
         from .crosscheck import print_cross_check
 
-        print_cross_check(console, cross, title=f"{cfg.name}: GA vs continuous relaxation", returned=True)
+        print_cross_check(console, cross, title=f"{escape(cfg.name)}: GA vs continuous relaxation", returned=True)
     _show(console, cfg, genotype, not args.no_build)
-    console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{out / 'genotype.json'}[/]")
+    console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{escape(str(out / 'genotype.json'))}[/]")
     return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
 
 def _show(console, cfg, genotype, build: bool = True) -> None:
     report = genotype_report(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention, cfg.budget)
-    print_report(console, report, title=f"{cfg.name}: best network")
+    print_report(console, report, title=f"{escape(cfg.name)}: best network")
     if build:
         from .build import print_verified
 
         print_verified(console, genotype)
 
 
-def _load_previous(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+RUN_FORMAT = "deepmad-evo/run/1"
+
+
+def cached_result(out: Path, cfg, cross_check: bool, console):
+    """The genotype of a finished search of this config in ``out``, verified; ``None`` to search (again).
+
+    run.json is the completion record (written last). A damaged one means the search runs again
+    (said in one line); a missing, damaged or different genotype.json beside a good run.json is
+    rewritten from run.json.
+    """
+    from ..genotype import Genotype, load_genotype
+
+    run_file = out / "run.json"
+    if not run_file.exists():
         return None
+
+    def again(why):
+        console.print(f"[yellow]run.json: {escape(why)}; searching again[/]")
+
+    try:
+        previous = read_json(run_file)
+    except ValueError as exc:
+        again(str(exc).split(": ", 1)[-1])
+        return None
+    if not isinstance(previous, dict) or previous.get("format") != RUN_FORMAT:
+        again(f"not a {RUN_FORMAT} record")
+        return None
+    if previous.get("config") != cfg.to_dict() or (cross_check and "cross_check" not in previous):
+        return None
+    try:
+        genotype = Genotype.from_dict(previous.get("genotype"))
+    except ValueError as exc:
+        again(f"damaged ({str(exc)[:100]})")
+        return None
+    path = out / "genotype.json"
+    try:
+        same = load_genotype(path) == genotype
+    except ValueError:
+        same = False
+    if not same:
+        save_genotype(genotype, path)
+        console.print("[yellow]genotype.json was missing, damaged or not the one in run.json: rewritten from run.json[/]")
+    return genotype

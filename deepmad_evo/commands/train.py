@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from rich.markup import escape
+
+from ..limits import check_output, arg_float, arg_image_side, arg_int, arg_seed
 
 # Which recipe a bare --dataset picks when no --config is given.
 PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke"}
@@ -18,8 +21,8 @@ def add_parser(sub) -> None:
                    help="genotype JSON, text-form or TinyNAS structure file, or the text form itself")
     p.add_argument("--model", metavar="NAME", default=None, help="a model registered in deepmad_evo.models instead of a genotype")
     p.add_argument("--out", default=None, help="run folder (default runs/train-<name>-<dataset>)")
-    p.add_argument("--seed", dest="train_seed", metavar="SEED", type=int, default=None, help="training seed (default from the config)")
-    p.add_argument("--image-size", dest="train_image_size", metavar="PX", type=int, default=None,
+    p.add_argument("--seed", dest="train_seed", metavar="SEED", type=arg_seed, default=None, help="training seed (default from the config)")
+    p.add_argument("--image-size", dest="train_image_size", metavar="PX", type=arg_image_side, default=None,
                    help="training image side (default: the config's, else the genotype's)")
     add_train_options(p, config_flag="--config")
 
@@ -31,12 +34,12 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config")
     p.add_argument("--dataset", default=None, help="imagefolder (default), cifar100 or fake")
     p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
                    help="training preset (imagenet, cifar100, smoke) or TOML path; default chosen by --dataset")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="global batch over all processes")
-    p.add_argument("--lr", type=float, default=None, help="learning rate per 256 images")
-    p.add_argument("--warmup-epochs", type=float, default=None)
-    p.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU")
-    p.add_argument("--ema-decay", type=float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
+    p.add_argument("--epochs", type=arg_int(1, 10**6), default=None)
+    p.add_argument("--batch-size", type=arg_int(1, 2**20), default=None, help="global batch over all processes")
+    p.add_argument("--lr", type=arg_float, default=None, help="learning rate per 256 images")
+    p.add_argument("--warmup-epochs", type=arg_float, default=None)
+    p.add_argument("--workers", type=arg_int(0, 1024), default=None, help="data-loading processes per GPU")
+    p.add_argument("--ema-decay", type=arg_float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
@@ -93,8 +96,8 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     Returns:
         The exit status (0).
     """
-    from ..genotype import save_genotype
-    from ..train import CHECKPOINT, build_data, make_model, train
+    from ..genotype import clean_stale_temps, save_genotype
+    from ..train import build_data, make_model, train
 
     cfg = resolve_train_config(args)
     if cfg.image_size == 0:
@@ -102,18 +105,25 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     main_process = int(os.environ.get("RANK", "0")) == 0
     if not main_process:
         console.quiet = True  # torchrun: only the first process reports
-    out = out or Path("runs") / f"train-{name or 'genotype'}-{cfg.dataset}"
+    out = check_output(out or Path("runs") / f"train-{name or 'genotype'}-{cfg.dataset}", "--out")
     resume = bool(getattr(args, "resume", False))
+    if main_process:
+        clean_stale_temps(out)
 
     data = build_data(cfg)
     model = make_model(genotype, data.num_classes, cfg)
-    if main_process and (resume or not (out / CHECKPOINT).exists()):
-        save_genotype(genotype, out / "genotype.json")
     console.print(f"[bold]train[/] {genotype.to_text()}")
-    console.print(f"data: {data.description}; image {cfg.image_size}px; recipe: "
-                  f"{args.train_config or PRESET_OF_DATASET.get(cfg.dataset)} → {out}")
+    console.print(escape(f"data: {data.description}; image {cfg.image_size}px; recipe: "
+                         f"{args.train_config or PRESET_OF_DATASET.get(cfg.dataset)} → {out}"))
     with _ProgressView(console) as view:
-        result = train(model, cfg, data, out, resume=resume, callback=view.update,
+        def callback(event):
+            # genotype.json is written once train() has accepted the folder (a refused --resume
+            # of another network must leave the folder as it was).
+            if event.kind == "start" and main_process:
+                save_genotype(genotype, out / "genotype.json")
+            view.update(event)
+
+        result = train(model, cfg, data, out, resume=resume, callback=callback,
                        extra={"genotype": genotype.to_text()})
     _summary(console, result)
     return 0
@@ -185,4 +195,4 @@ def _summary(console, result) -> None:
                   "-" if final.get("val_loss") is None else f"{final['val_loss']:.4f}", pct(final.get("ema_val_top1")),
                   "-" if final.get("images_per_s") is None else f"{final['images_per_s']:,.0f}")
     console.print(table)
-    console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt and model.pt in [bold]{result.out_dir}[/]")
+    console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt and model.pt in [bold]{escape(str(result.out_dir))}[/]")
