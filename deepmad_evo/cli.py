@@ -66,11 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_signalled = threading.Event()
+
+
 def _on_signal(signum, frame):
-    # The first Ctrl-C / SIGTERM stops the run; any later one is ignored so that the teardown
-    # (workers, temp files) finishes and nothing more is printed.
+    # The first Ctrl-C / SIGTERM stops the run; any later one is ignored (to the process's end) so
+    # that the teardown (workers, temp files) finishes and nothing more is printed.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    _signalled.set()
     raise KeyboardInterrupt
 
 
@@ -83,11 +87,11 @@ def _install_signals():
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input or environment, 130 interrupted,
     1 an internal error, whose traceback is written to a file)."""
+    _signalled.clear()
     previous = _install_signals()
     try:
         return _main(argv)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN) if previous else None
         sys.stderr.write("interrupted\n")
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # argparse --help / errors
@@ -95,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - the one error boundary
         return _report(exc)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if not _signalled.is_set():  # a caller in-process gets its handlers back
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _main(argv) -> int:

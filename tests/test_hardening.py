@@ -45,7 +45,6 @@ FILES = {
     "deep.json": '{"format": "deepmad-evo/genotype/1", "stem": ' + "[" * 100_000 + "]" * 100_000 + "}",
     "nan.json": '{"format": "deepmad-evo/genotype/1", "image_size": NaN, "stem": {"out": 8, "k": 3, "s": 2}, '
                 '"stages": []}',
-    "wide.json": Genotype.from_text(TINY.replace("c48", "c1000000000")).to_json() if False else "",
 }
 
 
