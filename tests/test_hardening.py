@@ -111,6 +111,12 @@ CASES = [
     ("export-image-1e5", ["export", TINY, "--format", "state_dict", "--image-size", "100000", "--out", "w.pt"],
      "--image-size"),
     ("train-image-1e5", ["train", TINY, "--dataset", "fake", "--image-size", "100000"], "--image-size"),
+    ("build-needs-terabytes", ["build", "i224_c3_n1000 stem_k3_s2_c64 bneck_d4_k31_s2_b16384_c16384 head_c2048"],
+     "genotype: building and running this network needs about"),
+    ("export-needs-too-much", ["export", "i8192_c3_n10 stem_k3_s2_c64 mb_d4_k3_s2_b1024_c256", "--format", "onnx",
+                               "--out", "x.onnx"], "GiB"),
+    ("train-needs-too-much", ["train", "i8192_c3_n10 stem_k3_s2_c64 mb_d4_k3_s2_b1024_c256", "--dataset", "fake"],
+     "genotype: training this network needs about"),
     # non-finite numbers
     ("search-rho-inf", ["--config", "tiny", "--rho", "inf"], "--rho"),
     ("inspect-alpha-nan", ["inspect", TINY, "--alpha", "nan", "1", "8"], "--alpha"),

@@ -8,7 +8,7 @@ import json
 from ..costs import network_costs
 from ..models import resolve_genotype
 from ..units import expand
-from ..limits import MAX_CLASSES, arg_image_side, arg_int
+from ..limits import MAX_CLASSES, check_memory, arg_image_side, arg_int
 
 
 def add_parser(sub) -> None:
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace, console) -> int:
     if args.num_classes is not None and args.num_classes < 1:
         raise ValueError(f"--num-classes: expected an integer >= 1, got {args.num_classes}")
     genotype = resolve_genotype(args.genotype, image_size=args.image_size)
+    check_memory(genotype, num_classes=args.num_classes)
     model, summary = build_summary(genotype, args.num_classes)
     if args.json:
         print(json.dumps(summary))
@@ -119,6 +120,7 @@ def print_verified(console, genotype) -> None:
     except ImportError as exc:
         console.print(f"[dim]not built: {exc.name} is not installed[/]")
         return
+    check_memory(genotype)
     closed = network_costs(expand(genotype), "torch")
     with console.status("building the network on CPU to count its params and MACs…"):
         params, macs = verify_costs(genotype)

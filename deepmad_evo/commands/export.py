@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from ..genotype import atomic_path
 from ..models import resolve_genotype
-from ..limits import check_output, MAX_CLASSES, arg_image_side, arg_int, arg_seed
+from ..limits import check_output, check_memory, MAX_CLASSES, arg_image_side, arg_int, arg_seed
 
 FORMATS = ("onnx", "torchscript", "state_dict")
 
@@ -120,6 +120,7 @@ def run(args: argparse.Namespace, console) -> int:
             raise ValueError(f"--opset: expected an ONNX opset in [{ONNX_MIN_OPSET}, {ONNX_MAX_OPSET}] "
                              f"(what this torch exports), got {args.opset}")
     genotype = resolve_genotype(args.genotype, image_size=args.image_size)
+    check_memory(genotype, batch=2, num_classes=args.num_classes)
     what = export(genotype, args.fmt, out, args.num_classes, args.opset, args.seed)
     console.print(f"wrote [bold]{escape(str(out))}[/] ({args.fmt}, {out.stat().st_size:,} bytes): {what}")
     return 0

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from rich.markup import escape
 
-from ..limits import check_output, arg_float, arg_image_side, arg_int, arg_seed
+from ..limits import check_output, check_memory, arg_float, arg_image_side, arg_int, arg_seed
 
 # Which recipe a bare --dataset picks when no --config is given.
 PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke"}
@@ -110,6 +110,15 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     if main_process:
         clean_stale_temps(out)
 
+    if cfg.image_size != genotype.image_size:
+        from ..genotype import Genotype
+
+        sized = Genotype(genotype.stem, genotype.stages, genotype.head, cfg.image_size, genotype.in_channels,
+                         genotype.num_classes)
+    else:
+        sized = genotype
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    check_memory(sized, batch=max(1, cfg.batch_size // max(world, 1)), training=True)
     data = build_data(cfg)
     model = make_model(genotype, data.num_classes, cfg)
     console.print(f"[bold]train[/] {genotype.to_text()}")
