@@ -195,8 +195,12 @@ def arg_int(low: int, high: int):
             value = int(text) if len(text) < 30 else None
         except ValueError:
             value = None
-        if value is None or not low <= value <= high:
+        if value is None:
             raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {shown(text)}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected an integer <= {high}, got {value}")
         return value
 
     parse.__name__ = "integer"

@@ -862,12 +862,12 @@ def _train(model, config, data, out_dir, resume, callback, extra, runtime: Runti
                 raise ValueError(f"epoch {start_epoch} outside [0, {config.epochs}]")
             if state["world_size"] == runtime.world_size:
                 _restore_rng(state["rng"], runtime, generator)
+            else:  # another process count: exact continuation is impossible; reseed per epoch instead
+                torch.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch)
+                generator.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch + 1)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
             raise ValueError(f"checkpoint: {str(checkpoint_path)!r} is damaged ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:100] if str(exc) else ''}); delete it to start over") from None
-        else:  # another process count: exact continuation is impossible; reseed per epoch instead
-            torch.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch)
-            generator.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch + 1)
 
     raw = model
     if config.compile:
