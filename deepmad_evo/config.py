@@ -13,9 +13,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import limits
+from . import io, limits
 from .costs import CONVENTIONS
 from .genotype import BLOCKS, RESNET_BLOCKS
+from .io import jsonable
 from .limits import shown
 from .objective import DEFAULT_BETA, check_alpha
 from .problem import Budget
@@ -151,7 +152,7 @@ class Config:
         """JSON-ready resolved configuration (written next to every result)."""
         d = {"name": self.name, "template": asdict(self.template), "space": asdict(self.space),
              "budget": asdict(self.budget), "objective": asdict(self.objective), "search": asdict(self.search)}
-        return _jsonable(d)
+        return jsonable(d)
 
     def with_overrides(self, *, macs=None, params=None, rho=None, block=None, image_size=None, seed=None,
                        convention=None, alpha=None, beta=None) -> "Config":
@@ -219,14 +220,6 @@ def _grid_size(field: str, lo, hi, step, low: float, high: float) -> int:
         raise ConfigError(f"{field}: [min, max, step] = {shown([lo, hi, step])} gives {n:,.0f} values; "
                           f"expected at most {limits.MAX_GRID} (raise the step)")
     return int(round(n - 1)) + 1
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
 
 
 def _take(table: Mapping, where: str, spec: dict, src: str) -> dict:
@@ -339,7 +332,7 @@ def load_config(source: str | Path | None = None) -> Config:
             raise ConfigError(f"--config: {shown(str(source))} is neither a file nor a preset; presets: {names}")
     src = str(path)
     try:
-        text = limits.read_text(path, "--config")
+        text = io.read_text(path, "--config")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:

@@ -15,16 +15,14 @@ message names the field, the value and what was expected.
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
-import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import limits
+from . import io, limits
+from .io import atomic_write_text
 from .limits import shown
 
 FORMAT = "deepmad-evo/genotype/1"
@@ -235,7 +233,7 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str) -> "Genotype":
         try:
-            data = limits.loads_json(text, "genotype")
+            data = io.loads_json(text, "genotype")
         except ValueError as exc:
             raise GenotypeError(str(exc)) from None
         return cls.from_dict(data)
@@ -301,7 +299,7 @@ class Genotype:
     def from_tinynas(cls, text: str, image_size: int = 224, num_classes: int = 1000) -> "Genotype":
         """Read a TinyNAS structure file (a Python literal; parsed with ``ast.literal_eval``)."""
         try:
-            limits.check_depth(text, "structure file", python=True)
+            io.check_depth(text, "structure file", python=True)
         except ValueError as exc:
             raise GenotypeError(str(exc)) from None
         try:
@@ -411,7 +409,7 @@ def load_genotype(source: str | os.PathLike, image_size: int | None = None) -> G
         is_file = False
     if is_file:
         try:
-            text = limits.read_text(path, "genotype")
+            text = io.read_text(path, "genotype")
         except ValueError as exc:
             raise GenotypeError(str(exc)) from None
     else:
@@ -430,84 +428,6 @@ def load_genotype(source: str | os.PathLike, image_size: int | None = None) -> G
     if image_size is not None and image_size != g.image_size:
         g = Genotype(g.stem, g.stages, g.head, image_size, g.in_channels, g.num_classes)
     return g
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temp path beside ``path``; on success it is fsynced and renamed over ``path``.
-
-    On any exception the temp file is removed and an existing ``path`` is left untouched. The file
-    gets the mode a plain ``open()`` would give it (``mkstemp`` alone creates 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid is in the name, so ``clean_stale_temps`` can tell a killed writer's leftover
-    # from a file being written right now.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.filename is None or str(exc.filename) == tmp:
-            # Name the file the user asked for (disk full while writing it), not our temp file.
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-_TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
-
-
-def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Remove temp files that ``atomic_path`` writers killed mid-write (SIGKILL) left in ``folder``.
-
-    Only files whose writer process no longer exists are removed. Returns the removed paths.
-    """
-    removed = []
-    try:
-        entries = list(Path(folder).iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _TEMP.match(entry.name)
-        if m and not _pid_alive(int(m.group(1))):
-            try:
-                entry.unlink()
-                removed.append(entry)
-            except OSError:
-                pass
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename)."""
-    atomic_write_bytes(path, text.encode())
 
 
 def save_genotype(genotype: Genotype, path: str | os.PathLike) -> None:

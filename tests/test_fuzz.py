@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepmad_evo import limits
+from deepmad_evo import io, limits
 from deepmad_evo.config import ConfigError, load_config, parse_quantity
 from deepmad_evo.genotype import Genotype, GenotypeError, load_genotype
 
@@ -113,12 +113,12 @@ def test_number_flags(text):
 @given(st.one_of(st.text(max_size=200), JSON_VALUES.map(json.dumps)))
 def test_strict_json_reader(text):
     try:
-        value = limits.loads_json(text, "state")
+        value = io.loads_json(text, "state")
     except limits.LimitError as exc:
         _one_line_value_error(exc)
         assert str(exc).startswith("state: ")
         return
-    assert json.loads(limits.dumps_json(value)) == value
+    assert json.loads(io.dumps_json(value)) == value
 
 
 @FUZZ
@@ -138,7 +138,7 @@ def test_config_reader(tmp_path_factory, text):
 
 
 def test_nesting_depth_skips_strings():
-    assert limits.nesting_depth('{"a": "[[[[", "b": [1, [2]]}') == 3
-    assert limits.nesting_depth("{'a': '((((', 'b': (1, [2])}", python=True) == 3
+    assert io.nesting_depth('{"a": "[[[[", "b": [1, [2]]}') == 3
+    assert io.nesting_depth("{'a': '((((', 'b': (1, [2])}", python=True) == 3
     with pytest.raises(limits.LimitError, match=r"^x: nested 65 levels deep; expected at most 64$"):
-        limits.check_depth("[" * 65 + "]" * 65, "x")
+        io.check_depth("[" * 65 + "]" * 65, "x")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..genotype import atomic_path
+from ..io import atomic_path
+from ..costs import check_memory
+from ..limits import MAX_CLASSES, arg_image_side, arg_int, arg_seed, check_output
 from ..models import resolve_genotype
-from ..limits import check_output, check_memory, MAX_CLASSES, arg_image_side, arg_int, arg_seed
 
 FORMATS = ("onnx", "torchscript", "state_dict")
 

@@ -14,7 +14,8 @@ from ..genotype import load_genotype
 from ..problem import Budget
 from ..render import print_report
 from ..report import genotype_report
-from ..limits import arg_float, arg_image_side, dumps_json
+from ..io import dumps_json
+from ..limits import arg_float, arg_image_side
 
 
 def add_parser(sub) -> None:
