@@ -40,24 +40,25 @@ def _one_line_value_error(exc: BaseException, kinds=(ValueError,)) -> None:
 @FUZZ
 @given(st.one_of(st.text(max_size=200), GENOTYPE_TEXT))
 def test_text_form_reader(text):
-    try:
-        g = Genotype.from_text(text)
-    except GenotypeError as exc:
-        _one_line_value_error(exc)
-        return
-    assert Genotype.from_text(g.to_text()) == g
-    assert Genotype.from_json(g.to_json()) == g
+    _round_trip(Genotype.from_text, text)
 
 
 @FUZZ
 @given(JSON_VALUES)
 def test_json_reader_on_structures(value):
+    _round_trip(Genotype.from_dict, value)
+
+
+def _round_trip(read, value) -> None:
+    """``read(value)`` is one line of GenotypeError, or a genotype that every form reproduces exactly."""
     try:
-        g = Genotype.from_dict(value)
+        g = read(value)
     except GenotypeError as exc:
         _one_line_value_error(exc)
         return
+    assert Genotype.from_text(g.to_text()) == g
     assert Genotype.from_dict(json.loads(g.to_json())) == g
+    assert Genotype.from_json(g.to_json()) == g
 
 
 @FUZZ
@@ -74,11 +75,16 @@ def test_json_and_structure_file_readers_on_text(text):
 @FUZZ
 @given(st.binary(max_size=300))
 def test_load_genotype_on_any_file(tmp_path_factory, data):
-    path = tmp_path_factory.mktemp("g") / "genotype.json"
+    _read_file(tmp_path_factory, "genotype.json", data, load_genotype, GenotypeError)
+
+
+def _read_file(tmp_path_factory, name: str, data: bytes, read, error) -> None:
+    """``read`` a file holding ``data``: a result or one line of ``error``."""
+    path = tmp_path_factory.mktemp("f") / name
     path.write_bytes(data)
     try:
-        load_genotype(path)
-    except GenotypeError as exc:
+        read(path)
+    except error as exc:
         _one_line_value_error(exc)
 
 
@@ -129,12 +135,7 @@ def test_strict_json_reader(text):
                                            "depth = [1, 99999]\n", "image_size = 0\n", "x = 1\n"]),
                           max_size=8).map("".join)))
 def test_config_reader(tmp_path_factory, text):
-    path = tmp_path_factory.mktemp("c") / "c.toml"
-    path.write_text(text)
-    try:
-        load_config(path)
-    except ConfigError as exc:
-        _one_line_value_error(exc)
+    _read_file(tmp_path_factory, "c.toml", text.encode(), load_config, ConfigError)
 
 
 def test_nesting_depth_skips_strings():
