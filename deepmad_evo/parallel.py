@@ -25,6 +25,7 @@ time — ``forkserver`` (``spawn`` where that is missing) with ``preload`` impor
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -98,11 +99,17 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, jobs: int, emit: Emit | N
     n = min(jobs, len(tasks))
     for _ in range(n):
         todo.put(None)
-    workers = [ctx.Process(target=_worker, args=(fn, todo, done, os.getpid()), daemon=True,
-                           name=f"deepmad-evo-worker-{k}") for k in range(n)]
+    workers = []
     try:
-        for w in workers:
-            w.start()
+        # Children start with Ctrl-C / SIGTERM blocked (a terminal's Ctrl-C reaches the whole group: a
+        # forkserver or worker hit while still importing would print a traceback); each worker
+        # unblocks them once its own handlers are in place. This process gets them when unblocked.
+        with _signals_held():
+            for k in range(n):
+                w = ctx.Process(target=_worker, args=(fn, todo, done, os.getpid()), daemon=True,
+                                name=f"deepmad-evo-worker-{k}")
+                w.start()
+                workers.append(w)
         remaining = len(tasks)
         while remaining:
             try:
@@ -154,6 +161,40 @@ def _stop(workers) -> None:
         _restore_sigint(old)
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C / SIGTERM while workers start, then act on them.
+
+    An interruption inside ``Process.start`` would leave a child this process has no handle on (it
+    then crashes unpickling a queue whose semaphores are gone). So the handlers only record the
+    signal here, and the first one is handed to the previous handler afterwards. The children start
+    with both signals blocked (``_worker`` unblocks them once its handlers are in place), so a
+    forkserver or worker still importing is not hit by a terminal's Ctrl-C either.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in _STOP_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), pending[0])
+
+
 def _ignore_sigint():
     if threading.current_thread() is not threading.main_thread():
         return None
@@ -191,6 +232,8 @@ def _worker(fn, todo, done, parent_pid: int) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, exit_on_sigterm)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def emit(message):
         done.put(("emit", message))
