@@ -20,6 +20,7 @@ COMMANDS = {
     "export": "deepmad_evo.commands.export",
     "train": "deepmad_evo.commands.train",
     "cross-check": "deepmad_evo.commands.crosscheck",
+    "profile": "deepmad_evo.commands.profile",
 }
 
 EXIT_USAGE = 2
