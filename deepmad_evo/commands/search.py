@@ -13,6 +13,7 @@ from .. import __version__
 from ..config import load_config, parse_quantity
 from ..costs import CONVENTIONS
 from ..genotype import BLOCKS, atomic_write_text, save_genotype
+from ..latency.table import format_time, parse_time
 from ..render import print_report
 from ..report import genotype_report
 from ..search import SearchSettings, run_search
@@ -23,6 +24,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("search", help="search the best network for a budget (default command)")
     p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G (K/M/G/T suffixes or a plain number)")
     p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
+    p.add_argument("--latency", default=None, help="latency budget, e.g. 5ms, predicted from --latency-table")
+    p.add_argument("--latency-table", default=None, metavar="TABLE",
+                   help="latency table written by `run.py profile` on the target device")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--config", default=None, help="preset name (r18, r50, mb-29m, …) or TOML path; default mb-29m")
     p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
@@ -31,7 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
     p.add_argument("--out", default=None, help="run directory (default runs/<config>-<budget>-s<seed>-<hash>)")
     p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result")
-    p.add_argument("--no-build", action="store_true", help="do not build the winner on CPU to verify its params/MACs")
+    p.add_argument("--no-build", action="store_true",
+                   help="do not build the winner to verify its params/MACs (nor time it under a latency budget)")
     p.add_argument("--train", action="store_true", help="then train the winner into OUT/train (flags as for `train`)")
     add_train_options(p, config_flag="--train-config")
     p.add_argument("--cross-check", action="store_true",
@@ -44,6 +49,7 @@ def resolve_config(args: argparse.Namespace):
         macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
         params=None if args.params is None else parse_quantity(args.params, "--params"),
         rho=args.rho, block=args.block, image_size=args.image_size, seed=args.seed, convention=args.convention,
+        latency=None if args.latency is None else parse_time(args.latency, "--latency"), latency_table=args.latency_table,
     )
 
 
@@ -95,6 +101,9 @@ def search_with_progress(cfg, console):
 
 def run(args: argparse.Namespace, console) -> int:
     cfg = resolve_config(args)
+    if args.cross_check and cfg.budget.latency is not None:
+        raise ValueError("--cross-check: the continuous relaxation does not model latency; "
+                         "expected no --cross-check with a --latency budget")
     if args.train:
         resolve_train_config(args)  # bad training flags fail now, not after the search
     out = Path(args.out) if args.out else default_out(cfg)
@@ -102,12 +111,15 @@ def run(args: argparse.Namespace, console) -> int:
     if run_file.is_file() and not args.force:
         previous = _load_previous(run_file)
         if (previous is not None and previous.get("config") == cfg.to_dict()
+                and previous.get("latency_table_sha1") == table_digest(cfg)
                 and (not args.cross_check or "cross_check" in previous)):
             from ..genotype import Genotype
 
             genotype = Genotype.from_dict(previous["genotype"])
             console.print(f"[dim]{out} already holds this search (same config and seed); showing it (--force to redo)[/]")
             _show(console, cfg, genotype, not args.no_build)
+            if previous.get("latency"):
+                print_latency(console, previous["latency"])
             return train_genotype(genotype, args, console, out / "train") if args.train else 0
     started = time.time()
     result = search_with_progress(cfg, console)
@@ -124,6 +136,8 @@ def run(args: argparse.Namespace, console) -> int:
         "feasible": result.feasible, "objective": objective, "genotype": genotype.to_dict(),
         "text": genotype.to_text(), "history": list(result.history),
     }
+    if cfg.budget.latency_table is not None:
+        record["latency_table_sha1"] = table_digest(cfg)
     if cross is not None:
         record["cross_check"] = cross.to_dict()
     save_genotype(genotype, out / "genotype.json")
@@ -133,6 +147,10 @@ def run(args: argparse.Namespace, console) -> int:
 
         print_cross_check(console, cross, title=f"{cfg.name}: GA vs continuous relaxation", returned=True)
     _show(console, cfg, genotype, not args.no_build)
+    if cfg.budget.latency is not None:
+        record["latency"] = time_winner(genotype, cfg, timed=not args.no_build)
+        atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
+        print_latency(console, record["latency"])
     console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{out / 'genotype.json'}[/]")
     return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
@@ -144,6 +162,50 @@ def _show(console, cfg, genotype, build: bool = True) -> None:
         from .build import print_verified
 
         print_verified(console, genotype)
+
+
+def table_digest(cfg) -> str | None:
+    """SHA-1 of the latency table's bytes: a resumed or re-measured table invalidates a cached search."""
+    if cfg.budget.latency_table is None:
+        return None
+    return hashlib.sha1(Path(cfg.budget.latency_table).read_bytes()).hexdigest()
+
+
+def time_winner(genotype, cfg, timed: bool = True) -> dict:
+    """Predicted latency of the winner and, on the machine and settings the table was measured with,
+    its latency timed for real (the profile's protocol: interleaved rounds, median, noise, load)."""
+    from ..latency.table import LatencyTableError
+
+    model = cfg.budget.latency_model()
+    table = model.table
+    rec = {"budget": cfg.budget.latency, "predicted": model.predict(genotype), "table": cfg.budget.latency_table,
+           "device": table.device.get("name"), "settings": table.settings.to_dict(), "measured": None}
+    if not timed:
+        rec["not_timed"] = "--no-build"
+        return rec
+    from ..latency.profile import Timing, fingerprint, measure_networks
+
+    try:
+        table.check_host(fingerprint(table.settings))
+    except LatencyTableError as exc:
+        rec["not_timed"] = str(exc)
+        return rec
+    res = measure_networks([genotype], table.settings, Timing(rounds=7))[0]
+    rec.update(measured=res["seconds"], noise=res["noise"], load=res["load"], clock=res["clock"])
+    return rec
+
+
+def print_latency(console, rec: dict) -> None:
+    line = (f"latency on {rec['device']} (batch {rec['settings']['batch']}, {rec['settings']['precision']}, "
+            f"{rec['settings']['threads']} thread(s)): predicted [bold]{format_time(rec['predicted'])}[/]")
+    if rec.get("measured") is not None:
+        ratio = rec["measured"] / rec["budget"]
+        mark = "[green]✓[/]" if ratio <= 1.0 else "[yellow]~[/]" if ratio <= 1.05 else "[red]✗[/]"
+        line += (f", measured [bold]{format_time(rec['measured'])}[/] ± {100 * rec['noise']:.0f} % "
+                 f"({rec['clock']} clock, load {rec['load']:.1f}); {mark} {ratio:.2f} × the budget {format_time(rec['budget'])}")
+    else:
+        line += f"; [dim]not timed: {rec.get('not_timed')}[/]"
+    console.print(line)
 
 
 def _load_previous(path: Path):
