@@ -133,8 +133,11 @@ class Config:
 
     def to_dict(self) -> dict:
         """JSON-ready resolved configuration (written next to every result)."""
+        budget = asdict(self.budget)
+        if self.budget.latency is None and self.budget.latency_table is None:
+            del budget["latency"], budget["latency_table"]  # runs without latency keep their identity
         d = {"name": self.name, "template": asdict(self.template), "space": asdict(self.space),
-             "budget": asdict(self.budget), "objective": asdict(self.objective), "search": asdict(self.search)}
+             "budget": budget, "objective": asdict(self.objective), "search": asdict(self.search)}
         return _jsonable(d)
 
     def with_overrides(self, *, macs=None, params=None, rho=None, block=None, image_size=None, seed=None,
