@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepmad_evo.config import load_config  # noqa: E402
-from deepmad_evo.genotype import atomic_write_text  # noqa: E402
+from deepmad_evo.io import atomic_write_text  # noqa: E402
 from deepmad_evo.latency.model import LatencyModel  # noqa: E402
 from deepmad_evo.latency.plan import random_networks  # noqa: E402
 from deepmad_evo.latency.table import LatencyTableError, Settings, format_time, load_table, parse_time  # noqa: E402

@@ -296,3 +296,34 @@ def measure_networks(genotypes: Sequence[Genotype], settings: Settings, timing: 
     gen = runner.torch.Generator().manual_seed(seed)
     items = [runner.network(g, gen) for g in genotypes]
     return runner.time(items, timing, np.random.default_rng(seed), callback)
+
+
+def time_winner(genotype: Genotype, budget, timed: bool = True, rounds: int = 7) -> dict:
+    """Predicted latency of a search's winner and, where the table was measured (same machine and
+    settings), its latency timed for real with the profile's protocol.
+
+    Args:
+        genotype: the network.
+        budget: the ``problem.Budget`` holding ``latency`` and ``latency_table``.
+        timed: time it (else only predict; ``not_timed`` says why).
+        rounds: interleaved timing rounds.
+
+    Returns:
+        ``{"budget", "predicted", "measured", "noise", "load", "clock", "table", "device", "settings"}``;
+        ``measured`` is ``None`` with a ``not_timed`` reason when the table is another machine's.
+    """
+    model = budget.latency_model()
+    table = model.table
+    rec = {"budget": budget.latency, "predicted": model.predict(genotype), "table": budget.latency_table,
+           "device": table.device.get("name"), "settings": table.settings.to_dict(), "measured": None}
+    if not timed:
+        rec["not_timed"] = "--no-build"
+        return rec
+    try:
+        table.check_host(fingerprint(table.settings))
+    except LatencyTableError as exc:
+        rec["not_timed"] = str(exc)
+        return rec
+    res = measure_networks([genotype], table.settings, Timing(rounds=rounds))[0]
+    rec.update(measured=res["seconds"], noise=res["noise"], load=res["load"], clock=res["clock"])
+    return rec

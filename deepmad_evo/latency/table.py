@@ -111,7 +111,7 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temp file + rename), so an interrupted profile leaves the last good table."""
-        from ..genotype import atomic_write_text
+        from ..io import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=0, separators=(",", ":")) + "\n")
 
