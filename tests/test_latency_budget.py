@@ -115,3 +115,51 @@ def test_search_cli_latency_budget(table_path, tmp_path):
     cross = cli("--config", "tiny", "--latency", limit_ms, "--latency-table", table_path, "--cross-check",
                 "--out", tmp_path / "x", "--no-build")
     assert cross.returncode == 2 and "--cross-check" in cross.stderr
+
+
+# ---------------------------------------------------------------- Pareto with latency on the x-axis
+
+def test_pareto_over_latency_budgets(table_path, tmp_path):
+    from dataclasses import replace
+
+    from deepmad_evo.pareto import latency_points, run_pareto
+
+    cfg = load_config("tiny").with_overrides(latency_table=str(table_path))
+    cfg = replace(cfg, search=replace(cfg.search, pop_size=16, generations=8, restarts=1))
+    model = model_for(table_path)
+    small = model.predict(cfg.search_space().genotype(cfg.search_space().bounds[0]))
+    budgets = [1.5 * small, 2.5 * small, 4 * small]
+    run = run_pareto(cfg, latency_points(budgets), out=tmp_path, jobs=1, published=None)
+    assert run["axis"] == "latency" and run["hypervolume"]["objectives"][1] == "latency/reference.latency"
+    rows = run["points"]
+    assert [r["budget"]["latency"] for r in rows] == sorted(budgets)
+    for r in rows:
+        assert r["feasible"] and r["budget"]["macs"] is None
+        assert r["latency"] == pytest.approx(model.predict(cfg.search_space().template.genotype(
+            *_searched(r["genotype"]))), rel=1e-12) and r["latency"] <= r["budget"]["latency"]
+    objectives = [r["objective"] for r in rows]
+    assert objectives == sorted(objectives)  # a larger latency budget never scores lower
+    assert (tmp_path / "pareto.png").stat().st_size > 0
+    assert run_pareto(cfg, latency_points(budgets), out=tmp_path, jobs=1, published=None)["points"] == \
+        [{**r, "reused": True} for r in rows]  # resumed from the records
+
+
+def _searched(g):
+    st = g["stages"]
+    return (g["stem"]["out"], [s["out"] for s in st], [s["btn"] for s in st], [s["k"] for s in st],
+            [s["depth"] for s in st])
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--latency", "5ms"], "--latency-table"),
+    (["--latency", "5ms", "--budget", "10M"], "--latency"),
+    (["--latency", "5", "--latency-table", "TABLE"], "--latency"),
+    (["--latency", "1us", "--latency-table", "TABLE"], "--latency"),
+])
+def test_pareto_cli_latency_bad_input(table_path, tmp_path, capsys, argv, field):
+    from deepmad_evo import cli
+
+    argv = [str(table_path) if a == "TABLE" else a for a in argv]
+    assert cli.main(["pareto", "--config", "tiny", "--out", str(tmp_path), "--jobs", "1", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err, err
