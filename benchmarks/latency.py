@@ -40,7 +40,7 @@ from deepmad_evo.latency.plan import random_networks  # noqa: E402
 from deepmad_evo.latency.table import LatencyTableError, Settings, format_time, load_table, parse_time  # noqa: E402
 from deepmad_evo.models import get_genotype, list_models  # noqa: E402
 from deepmad_evo.objective import evaluate  # noqa: E402
-from deepmad_evo.problem import Budget  # noqa: E402
+from deepmad_evo.problem import Budget, DeepMADProblem  # noqa: E402
 from deepmad_evo.search import run_search  # noqa: E402
 
 GROUP = 6  # networks timed interleaved together
@@ -91,6 +91,7 @@ def main() -> None:
                          "predicted latency to the zoo design's)")
     ap.add_argument("--bisect", type=int, default=6, help="bisection steps for the equal-latency MAC budget")
     ap.add_argument("--seed", type=int, default=1000, help="seed of the held-out networks (the profile uses 0)")
+    ap.add_argument("--throughput", type=int, default=200_000, help="genotypes for the throughput measurement")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args()
 
@@ -110,6 +111,23 @@ def main() -> None:
           f"{np.median([v['load'] for v in table.ops.values()]):.1f} (median over ops); median op noise "
           f"{100 * table.noise:.1f} %; model form {model.form} "
           + (" ".join(f"{f}={100 * e:.1f}%" for f, e in model.selection.items()) if model.selection else ""))
+
+    # ---------------------------------------------------------------- search throughput
+    space = cfg.search_space()
+    X = space.repair_monotone(space.sample(args.throughput, np.random.default_rng(0)))
+    rates = {}
+    for name, budget in (("without latency", cfg.budget),
+                         ("with latency", replace(cfg.budget, latency=1.0, latency_table=str(table_path)))):
+        problem = DeepMADProblem(space, budget, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention)
+        problem.evaluate_vectors(X[:20000])  # builds the lookup tables once, as a search's first generation does
+        best = 0.0
+        for _ in range(5):
+            t = time.process_time()
+            problem.evaluate_vectors(X)
+            best = max(best, len(X) / (time.process_time() - t))
+        rates[name] = best
+    print("vectorised evaluation (objective + constraints), genotypes per CPU-second: "
+          + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in rates.items()) + f" (load {os.getloadavg()[0]:.1f})")
 
     # ---------------------------------------------------------------- predicted vs measured
     nets = [("random", g) for g in random_networks(cfg, args.networks, args.seed)]
@@ -159,12 +177,12 @@ def main() -> None:
         g_lat = search(cfg, lat_budget, 0)
         m_lat = measure([g_lat], settings, args.rounds, args.seed)[0]["seconds"]
         # MAC budget whose design's predicted latency equals the latency design's measured latency.
-        lo, hi = np.log(1e6), np.log(b.macs * 4 if b.macs else 2e10)
+        lat_macs = evaluate(g_lat, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention).macs
+        lo, hi = np.log(lat_macs / 4), np.log(lat_macs * 4)
         g_mac = None
         for _ in range(args.bisect):
             mid = float(np.exp((lo + hi) / 2))
-            scale = mid / b.macs if b.macs else 1.0
-            mac_budget = replace(b, macs=mid, params=None if b.params is None else b.params * scale,
+            mac_budget = replace(b, macs=mid, params=None if b.params is None or b.macs is None else b.params * mid / b.macs,
                                  latency=None, latency_table=None)
             g = search(cfg, mac_budget, 0)
             if model.predict(g) > m_lat:
@@ -188,7 +206,7 @@ def main() -> None:
     for r in rows:
         print(f"  {r['design']:8} @ {format_time(r['budget'])}: {r['text']}")
     if args.out:
-        atomic_write_text(args.out, json.dumps({"summary": summary, "budgets": rows, "table": str(table_path),
+        atomic_write_text(args.out, json.dumps({"summary": summary, "throughput": rates, "budgets": rows, "table": str(table_path),
                                                 "networks": [{"name": n, "text": g.to_text(), "predicted": float(p),
                                                               **r} for (n, g), p, r in zip(nets, pred, res)]},
                                                indent=1) + "\n")
