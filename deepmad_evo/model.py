@@ -147,7 +147,10 @@ class DeepMADNet(nn.Module):
         units = network.units[: last_unit + 1]
         num_blocks = sum(u.kind == "block" for u in network.units)
 
-        self.stem = _conv(units[0].layers[0], _activation(activation, network.genotype.stages[0].block))
+        # Stem and head are plain Sequentials (conv, bn, act), not torchvision's leaf Conv2dNormActivation:
+        # timm's FeatureListNet (which flattens top-level Sequentials) and FX feature extraction then both
+        # see their activation as the module "stem.2" / "head.2" that ends a segment.
+        self.stem = nn.Sequential(*_conv(units[0].layers[0], _activation(activation, network.genotype.stages[0].block)))
         self.stages = nn.Sequential()
         self.head: nn.Module = nn.Identity()
         block_id = 0
@@ -162,7 +165,7 @@ class DeepMADNet(nn.Module):
                 block_id += 1
                 position.append(len(self.stages))
             else:
-                self.head = _conv(u.layers[0], _activation(activation, network.genotype.stages[-1].block))
+                self.head = nn.Sequential(*_conv(u.layers[0], _activation(activation, network.genotype.stages[-1].block)))
                 position.append(len(self.stages) + 1)
         # A segment always ends with the stem, a whole stage or the head, so each segment's output is
         # one module's output: the stem's / head's activation (its last child) or a stage.
@@ -269,6 +272,24 @@ class DeepMADNet(nn.Module):
             if i in wanted:
                 intermediates.append(x)
         return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """timm's pruning for feature extraction: drop the modules after the last segment ``indices`` needs
+        (and the classifier with ``prune_head``); returns the absolute ``feature_info`` positions."""
+        count = len(self._feature_calls)
+        take = list(range(count - indices, count)) if isinstance(indices, int) else list(_out_indices(indices, count))
+        last = self._feature_calls[max(take)]
+        if last < len(self.stages):  # the head and later stages feed nothing requested
+            self.head = nn.Identity()
+            self.stages = self.stages[:last]
+        keep = max(take) + 1
+        self.feature_info = FeatureInfo(list(self.feature_info)[:keep])
+        self._feature_calls = self._feature_calls[:keep]
+        self.num_features = self.head_hidden_size = self.feature_info[-1]["num_chs"]
+        if prune_head and not self.features_only:
+            self.reset_classifier(0, "")
+        return take
 
     def forward(self, x: torch.Tensor):
         if self.features_only:
