@@ -394,6 +394,30 @@ def build_model(genotype: Genotype | str | os.PathLike, num_classes: int | None 
     return model
 
 
+def load_model(path: str | os.PathLike, **kwargs) -> nn.Module:
+    """Rebuild the network a weights folder describes and load its weights.
+
+    Args:
+        path: the folder (model.safetensors + config.json) training wrote.
+        **kwargs: passed to ``build_model`` (e.g. ``num_classes`` to fine-tune, ``features_only``).
+
+    Returns:
+        The ``DeepMADNet`` with the weights loaded and ``pretrained_cfg`` set from the config.
+    """
+    from .weights import config_genotype, read_config
+
+    config = read_config(path)
+    genotype = config_genotype(config)
+    kwargs.setdefault("num_classes", int(config.get("num_classes", genotype.num_classes)))
+    kwargs.setdefault("global_pool", config.get("global_pool", "avg"))
+    model = build_model(genotype, weights=path, **kwargs)
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in config.get("pretrained_cfg", {}).items()}
+    if not getattr(model, "features_only", False):
+        cfg["num_classes"] = model.num_classes
+    model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, **cfg}
+    return model
+
+
 def pretrained_cfg(genotype: Genotype, num_classes: int | None = None, *, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None, crop_pct: float = 0.875,
                    interpolation: str = "bilinear") -> dict:

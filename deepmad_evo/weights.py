@@ -3,7 +3,7 @@
 A weights folder holds the tensors (safetensors: no pickle, so loading never runs code) and a
 ``config.json`` that timm reads as is (``architecture``, ``num_classes``, ``num_features``,
 ``global_pool``, ``model_args`` and ``pretrained_cfg``, the preprocessing), plus a ``deepmad_evo``
-section with the genotype. So the same folder loads with ``load_model(DIR)``,
+section with the genotype. So the same folder loads with ``deepmad_evo.load_model(DIR)``,
 ``build_model(genotype, weights=DIR)``, ``timm.create_model("local-dir:DIR")`` (after
 ``import deepmad_evo.timm``) or ``timm.create_model(name, pretrained=True,
 pretrained_cfg_overlay=dict(file=DIR + "/model.safetensors"))``.
@@ -20,7 +20,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .genotype import Genotype, GenotypeError, atomic_path, atomic_write_text
+from .genotype import Genotype, GenotypeError
+from .io import atomic_path, atomic_write_text
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -171,27 +172,3 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, classifier: str =
         raise ValueError(f"weights: {str(file)!r} holds another network ({extra[0]} is not in this model)")
     model.load_state_dict({k: state[k] for k in own if k not in reinit}, strict=False)
     return LoadReport(file, tuple(reinit))
-
-
-def load_model(path: str | os.PathLike, **kwargs) -> nn.Module:
-    """Rebuild the network a weights folder describes and load its weights.
-
-    Args:
-        path: the folder (model.safetensors + config.json) training wrote.
-        **kwargs: passed to ``build_model`` (e.g. ``num_classes`` to fine-tune, ``features_only``).
-
-    Returns:
-        The ``DeepMADNet`` with the weights loaded and ``pretrained_cfg`` set from the config.
-    """
-    from .model import build_model
-
-    config = read_config(path)
-    genotype = config_genotype(config)
-    kwargs.setdefault("num_classes", int(config.get("num_classes", genotype.num_classes)))
-    kwargs.setdefault("global_pool", config.get("global_pool", "avg"))
-    model = build_model(genotype, weights=path, **kwargs)
-    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in config.get("pretrained_cfg", {}).items()}
-    if not getattr(model, "features_only", False):
-        cfg["num_classes"] = model.num_classes
-    model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, **cfg}
-    return model

@@ -11,7 +11,8 @@ from torch import nn
 from deepmad_evo import build_model  # noqa: E402
 from deepmad_evo.genotype import load_genotype  # noqa: E402
 from deepmad_evo.models import get_genotype, get_model  # noqa: E402
-from deepmad_evo.weights import load_model, load_weights, read_config, save_weights  # noqa: E402
+from deepmad_evo.model import load_model  # noqa: E402
+from deepmad_evo.weights import load_weights, read_config, save_weights  # noqa: E402
 
 pytestmark = pytest.mark.torch
 SMALL = load_genotype("i40_c3_n6 stem_k3_s2_c8 basic_d2_k3_s2_b8_c16 mbse_d2_k5_s2_b32_c24 head_c48")
