@@ -25,7 +25,7 @@ def make_model(genotype: Genotype, num_classes: int, config: TrainConfig) -> nn.
     Returns:
         The freshly initialised module (on CPU, in float32).
     """
-    from .model import build_model
+    from ..model import build_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
