@@ -80,7 +80,7 @@ def save_weights(model: nn.Module, directory: str | os.PathLike, *, preprocessin
         "global_pool": model.global_pool,
         "model_args": {"genotype": genotype.to_text()},
         "pretrained_cfg": cfg,
-        "deepmad_evo": {"format": FORMAT, "genotype": genotype.to_dict(), **dict(extra or {})},
+        "deepmad_evo": {**dict(extra or {}), "format": FORMAT, "genotype": genotype.to_dict()},
     }
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         st.save_file(tensors, str(tmp), metadata={"format": "pt"})
@@ -109,6 +109,9 @@ def weights_file(path: str | os.PathLike) -> Path:
 def read_config(path: str | os.PathLike) -> dict:
     """The ``config.json`` beside the weights (or in the folder); raises a one-line ValueError if unreadable."""
     path = Path(path).expanduser()
+    if not path.exists():
+        raise ValueError(f"weights: {str(path)!r} does not exist; expected a weights folder (model.safetensors + "
+                         "config.json)")
     file = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE
     if not file.is_file():
         raise ValueError(f"weights: no {CONFIG_FILE} at {str(file)!r}; expected the folder written by training")

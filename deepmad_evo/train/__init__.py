@@ -15,7 +15,7 @@ torchrun rank, AMP, model placement), ``engine`` (optimizer, schedule, one epoch
 from __future__ import annotations
 
 from .config import (AUTO_AUGMENT, CHECKPOINT, CHECKPOINT_FORMAT, CONFIG_DIR, CROPS, DATASETS, DEFAULT_PRESET, DEVICES,
-                     TrainConfig, TrainConfigError, apply_settings, load_train_config)
+                     TrainConfig, TrainConfigError, apply_settings, load_train_config, train_config_from_dict)
 from .data import (Data, augment_policy, build_data, build_loaders, build_val_loader, eval_transform,
                    resolved_image_size, train_transform)
 from .runtime import Runtime, make_model, prepare_model, setup_runtime, uses_channels_last
@@ -29,5 +29,5 @@ __all__ = ["AUTO_AUGMENT", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG_DIR", "CRO
            "TrainResult", "apply_settings", "atomic_save", "best_epoch", "build_batch_mix", "augment_policy", "build_data", "build_loaders", "build_val_loader", "build_optimizer",
            "check_compatible", "eval_transform", "evaluate", "evaluate_model", "portable", "preprocessing", "load_checkpoint", "load_train_config",
            "make_model", "parameter_groups", "peak_lr", "plot_curves", "prepare_model", "resolved_image_size",
-           "restore_rng", "rng_states", "setup_runtime", "train", "train_one_epoch", "train_transform",
+           "restore_rng", "rng_states", "setup_runtime", "train", "train_config_from_dict", "train_one_epoch", "train_transform",
            "uses_channels_last", "write_metrics"]

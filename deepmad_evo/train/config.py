@@ -200,23 +200,34 @@ def load_train_config(source: str | os.PathLike | None = None) -> TrainConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise TrainConfigError(f"{path}: not valid TOML ({exc})") from None
+    return train_config_from_dict(data, str(path))
+
+
+def train_config_from_dict(data: Any, where: str) -> TrainConfig:
+    """A ``TrainConfig`` from its nested ``{table: {key: value}}`` form (a TOML file, ``to_dict()``).
+
+    Raises:
+        TrainConfigError: naming ``where`` and the unknown table / key or the bad value.
+    """
     by_table: dict[str, dict[str, str]] = {}
     for f in fields(TrainConfig):
         by_table.setdefault(f.metadata["table"], {})[f.name] = f.name
+    if not isinstance(data, dict):
+        raise TrainConfigError(f"{where}: expected tables of recipe fields, got {type(data).__name__}")
     values = {}
     for table, content in data.items():
         if table not in by_table or not isinstance(content, dict):
-            raise TrainConfigError(f"{path}: unknown table [{table}]; expected one of "
+            raise TrainConfigError(f"{where}: unknown table [{table}]; expected one of "
                                    f"{', '.join(f'[{t}]' for t in by_table)}")
         for key, value in content.items():
             if key not in by_table[table]:
-                raise TrainConfigError(f"{path}: unknown key {table}.{key}; expected one of "
+                raise TrainConfigError(f"{where}: unknown key {table}.{key}; expected one of "
                                        f"{', '.join(sorted(by_table[table]))}")
             values[key] = value
     try:
         return TrainConfig(**values)
     except TrainConfigError as exc:
-        raise TrainConfigError(f"{path}: {exc}") from None
+        raise TrainConfigError(f"{where}: {exc}") from None
 
 
 def apply_settings(config: TrainConfig, settings: list[str] | tuple[str, ...]) -> TrainConfig:

@@ -39,6 +39,10 @@ def augment_policy(config: TrainConfig):
     if config.auto_augment == "trivialaugment":
         return v2.TrivialAugmentWide(interpolation=mode)
     if config.auto_augment == "augmix":
+        # AugMix mixes tensors, and torchvision's tensor affine ops take nearest or bilinear only.
+        from torchvision.transforms import InterpolationMode
+
+        mode = InterpolationMode.BILINEAR if mode == InterpolationMode.BICUBIC else mode
         return v2.AugMix(severity=config.augmix_severity, interpolation=mode)
     return v2.AutoAugment(v2.AutoAugmentPolicy(config.auto_augment), interpolation=mode)
 
@@ -102,7 +106,7 @@ def build_data(config: TrainConfig, *, eval_only: bool = False) -> Data:
         # An offset past the training indices makes the validation images different ones.
         val = datasets.FakeData(config.fake_val_images, shape, config.fake_classes, val_tf,
                                 random_offset=config.fake_images)
-        return Data(train, val, config.fake_classes, f"FakeData {config.fake_images}+{config.fake_val_images} images")
+        return Data(train, val, config.fake_classes, f"FakeData {len(train)}+{len(val)} images")
     if not config.path:
         raise ValueError(f"--data: required for dataset {config.dataset!r} (a local folder; nothing is downloaded)")
     root = Path(config.path).expanduser()

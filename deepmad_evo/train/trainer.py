@@ -305,7 +305,7 @@ def _weights_extra(config, extra: dict, history: list[dict], prefix: str = "") -
 def best_epoch(history: list[dict]) -> dict | None:
     """The evaluated epoch with the highest val_top1 (the earliest on ties), or None before any evaluation."""
     rows = [r for r in history if r.get("val_top1") is not None]
-    return max(reversed(rows), key=lambda r: r["val_top1"]) if rows else None
+    return max(rows, key=lambda r: r["val_top1"]) if rows else None
 
 
 def _save_best(out_dir: Path, raw: nn.Module, history: list[dict], config, extra: dict) -> None:
