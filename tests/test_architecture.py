@@ -69,6 +69,21 @@ def test_the_graph_sees_function_level_imports():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_every_package_import_resolves():
+    """Imports inside functions run late; a module moved into a package must not leave one dangling."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    missing = []
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+                if base not in modules:
+                    missing.append(f"{name}:{node.lineno} imports {base}")
+    assert not missing
+
+
 def test_no_import_cycles():
     graph = import_graph()
     # A package's __init__ re-exports its modules; those importing siblings is the usual shape, not a cycle.
