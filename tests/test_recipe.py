@@ -10,16 +10,9 @@ from PIL import Image
 from deepmad_evo import train as T
 from deepmad_evo.cli import main as cli_main
 
-pytestmark = pytest.mark.torch
+# One intra-op thread: on tensors this small, more only contend on the shared 2-core machine.
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_thread")]
 TINY = "i16_c3_n4 stem_k3_s2_c8 basic_d1_k3_s2_b8_c16 mbse_d1_k3_s1_b32_c16"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def smoke(**changes):
