@@ -79,14 +79,22 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--set", dest="train_settings", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                   help="set any recipe field, e.g. --set augment.auto_augment=randaugment --set optim.optimizer=adamw "
+                        "(TOML value; repeatable; applied before the flags above)")
+    p.add_argument("--init", metavar="WEIGHTS", default=None,
+                   help="start from these weights (a folder with model.safetensors or a .safetensors file); a "
+                        "classifier of another width is re-initialised")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="only evaluate (top-1/5 on the validation split) the --init weights or the --resume checkpoint")
 
 
 def resolve_train_config(args: argparse.Namespace):
     """The recipe named by the flags, with the command-line overrides applied."""
-    from ..train import load_train_config
+    from ..train import apply_settings, load_train_config
 
     preset = args.train_config or PRESET_OF_DATASET.get(args.dataset or "imagefolder", "imagenet")
-    cfg = load_train_config(preset)
+    cfg = apply_settings(load_train_config(preset), getattr(args, "train_settings", None) or [])
     overrides = dict(dataset=args.dataset, path=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      warmup_epochs=args.warmup_epochs, workers=args.workers, ema_decay=args.ema_decay,
                      device=args.device, compile=args.compile, seed=getattr(args, "train_seed", None),
