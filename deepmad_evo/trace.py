@@ -68,6 +68,22 @@ def is_module_spec(text: str) -> bool:
     return bool(_SPEC.match(str(text).strip()))
 
 
+def _timm_model(name: str) -> nn.Module:
+    """``timm.create_model(name)`` with random weights; our zoo networks are registered first."""
+    try:
+        import timm
+
+        import deepmad_evo.timm  # noqa: F401  (registers deepmad_* with timm)
+    except ImportError:
+        raise ValueError("model: timm:<name> needs timm; install the extra: pip install 'deepmad-evo[timm]'") from None
+    names = timm.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ValueError(f"model: {name!r} is not a timm model{hint}")
+    return timm.create_model(name, pretrained=False)
+
+
 # Prefixes that name a model of a model zoo: instantiating one runs no code the user did not install
 # for that purpose. Anything else (``package.module:callable``) imports and calls arbitrary code.
 SAFE_PREFIXES = ("torchvision", "timm")
@@ -93,16 +109,6 @@ def load_module(spec: str, allow_code: bool = False) -> nn.Module:
         raise ValueError(f"model: {shown(spec)} is no file here, and as package.module:callable it would import "
                          f"{module_name!r} and call {attr!r} (arbitrary code); expected a genotype, torchvision:<name> "
                          "or timm:<name>, or --allow-code to run it")
-    if module_name == "timm":
-        try:
-            import timm
-        except ImportError:
-            raise ValueError("model: timm is not installed (pip install timm)") from None
-        if attr not in timm.list_models():
-            close = difflib.get_close_matches(attr, timm.list_models(), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-            raise ValueError(f"model: {attr!r} is not a timm model{hint}")
-        return timm.create_model(attr, pretrained=False)
     if module_name == "torchvision":
         import torchvision
 
@@ -112,6 +118,8 @@ def load_module(spec: str, allow_code: bool = False) -> nn.Module:
             hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
             raise ValueError(f"model: {attr!r} is not a torchvision classification model{hint}")
         return torchvision.models.get_model(attr, weights=None)
+    if module_name == "timm":
+        return _timm_model(attr)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from .. import __version__
 from ..genotype import save_genotype
 from ..io import atomic_write_text, clean_stale_temps, dumps_json, nan_to_none, read_json
 from ..limits import check_output
-from ..render import print_cross_check, print_report
+from ..render import print_cross_check, print_latency, print_report
 from ..report import genotype_report
 from .common import add_search_options, add_train_options, resolve_config, resolve_train_config, search_run_dir
 from .progress import cross_check_with_progress, print_verified, search_with_progress, train_genotype
@@ -24,7 +25,8 @@ def add_parser(sub) -> None:
     add_search_options(p)
     p.add_argument("--out", default=None, help="run directory (default runs/<config>-<budget>-s<seed>-<hash>)")
     p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result")
-    p.add_argument("--no-build", action="store_true", help="do not build the winner on CPU to verify its params/MACs")
+    p.add_argument("--no-build", action="store_true",
+                   help="do not build the winner to verify its params/MACs (nor time it under a latency budget)")
     p.add_argument("--train", action="store_true", help="then train the winner into OUT/train (flags as for `train`)")
     add_train_options(p, config_flag="--train-config")
     p.add_argument("--cross-check", action="store_true",
@@ -41,15 +43,21 @@ def versions() -> dict:
 
 def run(args: argparse.Namespace, console) -> int:
     cfg = resolve_config(args)
+    if args.cross_check and cfg.budget.latency is not None:
+        raise ValueError("--cross-check: the continuous relaxation does not model latency; "
+                         "expected no --cross-check with a --latency budget")
     if args.train:
         resolve_train_config(args)  # bad training flags fail now, not after the search
     out = check_output(args.out if args.out else search_run_dir(cfg), "--out")
     run_file = out / "run.json"
     if not args.force:
-        genotype = cached_result(out, cfg, args.cross_check, console)
-        if genotype is not None:
+        previous = cached_result(out, cfg, args.cross_check, console)
+        if previous is not None:
+            genotype = previous["genotype"]
             console.print(f"[dim]{escape(str(out))} already holds this search (same config and seed); showing it (--force to redo)[/]")
             _show(console, cfg, genotype, not args.no_build)
+            if previous.get("latency"):
+                print_latency(console, previous["latency"])
             return train_genotype(genotype, args, console, out / "train") if args.train else 0
     clean_stale_temps(out)
     started = time.time()
@@ -60,11 +68,13 @@ def run(args: argparse.Namespace, console) -> int:
         genotype = cross.best_genotype
         objective = cross.rounded_objective if cross.improved else objective
     record = {
-        "format": "deepmad-evo/run/1", "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
+        "format": RUN_FORMAT, "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
         "versions": versions(), "started": started, "wall_seconds": result.seconds, "evaluations": result.n_evals,
         "feasible": result.feasible, "objective": objective, "genotype": genotype.to_dict(),
         "text": genotype.to_text(), "history": nan_to_none(list(result.history)),
     }
+    if cfg.budget.latency_table is not None:
+        record["latency_table_sha1"] = table_digest(cfg)
     if cross is not None:
         record["cross_check"] = cross.to_dict()
     save_genotype(genotype, out / "genotype.json")
@@ -72,6 +82,12 @@ def run(args: argparse.Namespace, console) -> int:
     if cross is not None:
         print_cross_check(console, cross, title=f"{escape(cfg.name)}: GA vs continuous relaxation", returned=True)
     _show(console, cfg, genotype, not args.no_build)
+    if cfg.budget.latency is not None:
+        from ..latency.profile import time_winner
+
+        record["latency"] = time_winner(genotype, cfg.budget, timed=not args.no_build)
+        atomic_write_text(run_file, dumps_json(record, indent=1) + "\n")
+        print_latency(console, record["latency"])
     console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{escape(str(out / 'genotype.json'))}[/]")
     return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
@@ -83,11 +99,19 @@ def _show(console, cfg, genotype, build: bool = True) -> None:
         print_verified(console, genotype)
 
 
+def table_digest(cfg) -> str | None:
+    """SHA-1 of the latency table's bytes: a resumed or re-measured table invalidates a cached search."""
+    if cfg.budget.latency_table is None:
+        return None
+    return hashlib.sha1(Path(cfg.budget.latency_table).read_bytes()).hexdigest()
+
+
 RUN_FORMAT = "deepmad-evo/run/1"
 
 
-def cached_result(out: Path, cfg, cross_check: bool, console):
-    """The genotype of a finished search of this config in ``out``, verified; ``None`` to search (again).
+def cached_result(out: Path, cfg, cross_check: bool, console) -> dict | None:
+    """The record of a finished search of this config in ``out``, verified (its ``genotype`` a
+    ``Genotype``); ``None`` to search (again).
 
     run.json is the completion record (written last). A damaged one means the search runs again
     (said in one line); a missing, damaged or different genotype.json beside a good run.json is
@@ -110,7 +134,8 @@ def cached_result(out: Path, cfg, cross_check: bool, console):
     if not isinstance(previous, dict) or previous.get("format") != RUN_FORMAT:
         again(f"not a {RUN_FORMAT} record")
         return None
-    if previous.get("config") != cfg.to_dict() or (cross_check and "cross_check" not in previous):
+    if (previous.get("config") != cfg.to_dict() or previous.get("latency_table_sha1") != table_digest(cfg)
+            or (cross_check and "cross_check" not in previous)):
         return None
     try:
         genotype = Genotype.from_dict(previous.get("genotype"))
@@ -125,4 +150,4 @@ def cached_result(out: Path, cfg, cross_check: bool, console):
     if not same:
         save_genotype(genotype, path)
         console.print("[yellow]genotype.json was missing, damaged or not the one in run.json: rewritten from run.json[/]")
-    return genotype
+    return {**previous, "genotype": genotype}
