@@ -260,11 +260,14 @@ def test_refused_resume_writes_nothing(tmp_path, capsys):
     recipe.write_text(CONFIG_DIR.joinpath("smoke.toml").read_text().replace("fake_images = 256", "fake_images = 16")
                       .replace("fake_val_images = 64", "fake_val_images = 8"))
     assert cli.main(["train", TINY, "--config", str(recipe), *args]) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    def files():
+        return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    before = files()
     other = TINY.replace("c48", "c56")
     assert cli.main(["train", other, "--config", str(recipe), "--resume", *args]) == 2
     assert "different network" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert files() == before
 
 
 def _search(out, *extra):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -29,8 +30,11 @@ RNG = random.Random(int(os.environ.get("FAULT_SEED", time.time_ns() % 2**32)))
 def _long_config(tmp_path: Path, generations: int = 400) -> Path:
     """The tiny preset with a search long enough to be interrupted (~a minute on 2 cores)."""
     text = (CONFIG_DIR / "tiny.toml").read_text()
+    text, n = re.subn(r"(?m)^generations = \d+$", f"generations = {generations}", text)
+    text, m = re.subn(r"(?m)^chains = \d+$", "chains = 4", text)
+    assert n == 1 and m == 1, "configs/tiny.toml changed shape: [search] generations / chains not found"
     path = tmp_path / "long.toml"
-    path.write_text(text.replace("generations = 20", f"generations = {generations}").replace("chains = 2", "chains = 4"))
+    path.write_text(text)
     return path
 
 
