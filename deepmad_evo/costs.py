@@ -28,9 +28,9 @@ def check_convention(convention: str) -> str:
 
 def conv_cost(conv: Conv, side, convention: str):
     """(MACs, params) of one conv+BN whose output side is ``side``."""
-    params = conv.weights + 2 * conv.c_out
+    params = conv.weight_count + 2 * conv.c_out
     if convention == "torch":
-        return conv.weights * side * side, params
+        return conv.weight_count * side * side, params
     # tinynas: BN params are counted as MACs too, plus the activation on the output.
     return (params + conv.c_out) * side * side, params
 

@@ -47,7 +47,7 @@ def check_alpha(alpha: Sequence[float] | None, num_segments: int) -> tuple[float
     return alpha
 
 
-def depth_penalty(depths, beta: float = DEFAULT_BETA):
+def weighted_depth_penalty(depths, beta: float = DEFAULT_BETA):
     """β·Q with Q = exp(std(d)), population std over the last axis."""
     return beta * np.exp(np.std(np.asarray(depths, dtype=float), axis=-1))
 
@@ -58,7 +58,7 @@ class Evaluation:
 
     entropy_terms: tuple[float, ...]  # α_j·H_j
     entropy: float
-    depth_penalty: float
+    weighted_depth_penalty: float  # β·Q
     objective: float
     rho_prefix: tuple[float, ...]
     rho: float
@@ -110,9 +110,9 @@ def evaluate(genotype: Genotype | Network, alpha: Sequence[float] | None = None,
             rhos.append(cum_L / math.exp(cum_lnw / cum_L))
             seg_layers.append(cum_L)
     H = float(sum(terms))
-    Q = float(depth_penalty([st.depth for st in net.genotype.stages], beta))
+    penalty = float(weighted_depth_penalty([st.depth for st in net.genotype.stages], beta))
     return Evaluation(
-        entropy_terms=tuple(terms), entropy=H, depth_penalty=Q, objective=H - Q,
+        entropy_terms=tuple(terms), entropy=H, weighted_depth_penalty=penalty, objective=H - penalty,
         rho_prefix=tuple(rhos), rho=max(rhos), layers=cum_L, segment_layers=tuple(seg_layers),
         segment_sides=tuple(net.segment_sides()), segment_channels=tuple(net.segment_channels()),
         unit_log_std=tuple(unit_s), alpha=alpha, beta=float(beta), costs=network_costs(net, convention),
@@ -132,7 +132,7 @@ class PopulationEvaluation:
 
     objective: np.ndarray
     entropy: np.ndarray
-    depth_penalty: np.ndarray
+    weighted_depth_penalty: np.ndarray  # β·Q
     rho: np.ndarray
     rho_prefix: np.ndarray  # (N, segments)
     entropy_terms: np.ndarray  # (N, segments), α_j·H_j
@@ -217,7 +217,8 @@ def evaluate_population(template, stem, out, btn, kernel, depth, alpha: Sequence
     terms = alpha * np.column_stack(ln_cr2) * 0.5 * lnw_end
     rho_prefix = L_end / np.exp(lnw_end / L_end)
     H = terms.sum(axis=1)
-    Q = depth_penalty(depth, beta)
-    return PopulationEvaluation(objective=H - Q, entropy=H, depth_penalty=Q, rho=rho_prefix.max(axis=1),
+    penalty = weighted_depth_penalty(depth, beta)
+    return PopulationEvaluation(objective=H - penalty, entropy=H, weighted_depth_penalty=penalty,
+                                rho=rho_prefix.max(axis=1),
                                 rho_prefix=rho_prefix, entropy_terms=terms, layers=L_end[:, -1],
                                 macs=np.broadcast_to(macs, (n,)), params=np.broadcast_to(params, (n,)))

@@ -41,7 +41,7 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
         budget: when given, a ✓/✗ check per constraint is included.
 
     Returns:
-        A dict with totals (macs, params, rho, rho_prefix, entropy, entropy_terms, depth_penalty,
+        A dict with totals (macs, params, rho, rho_prefix, entropy, entropy_terms, depth_penalty = β·Q,
         objective, layers, convention), ``segments`` and ``stages`` rows, ``constraints``, the
         genotype (JSON form) and its text form.
     """
@@ -80,7 +80,7 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
     return {
         "source": "genotype", "convention": convention,
         "macs": json_number(costs.macs), "params": json_number(costs.params), "rho": ev.rho, "rho_prefix": list(ev.rho_prefix),
-        "entropy": ev.entropy, "entropy_terms": list(ev.entropy_terms), "depth_penalty": ev.depth_penalty,
+        "entropy": ev.entropy, "entropy_terms": list(ev.entropy_terms), "depth_penalty": ev.weighted_depth_penalty,
         "objective": ev.objective, "layers": ev.layers, "alpha": list(ev.alpha), "beta": ev.beta,
         "segments": segments, "stages": rows, "classifier": classifier,
         "constraints": constraint_checks(costs.macs, costs.params, ev.rho, ev.layers,

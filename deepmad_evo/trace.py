@@ -52,7 +52,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .objective import DEFAULT_BETA, check_alpha, depth_penalty
+from .objective import DEFAULT_BETA, check_alpha, weighted_depth_penalty
 from .problem import Budget
 from .report import constraint_checks
 
@@ -408,7 +408,7 @@ def trace_report(trace: Trace, alpha: Sequence[float] | None = None, beta: float
     alpha = check_alpha(alpha, trace.num_segments)
     runs = _stage_runs(trace)
     blocks = [r for r in runs if len(r[0].layers) > 1] or runs
-    penalty = float(depth_penalty([len(r) for r in blocks], beta))
+    penalty = float(weighted_depth_penalty([len(r) for r in blocks], beta))
     rows, segments, terms, rhos = [], [], [], []
     cum_L, cum_lnw = 0, 0.0
     prev_out = (trace.image_size, trace.image_size)

@@ -34,7 +34,7 @@ class Conv(NamedTuple):
         return self.k * self.k if self.dw else self.c_in * self.k * self.k
 
     @property
-    def weights(self):
+    def weight_count(self):
         """Weight count c_in·c_out·k²/g (no bias: every conv is followed by BN)."""
         return self.k * self.k * self.c_out if self.dw else self.c_in * self.c_out * self.k * self.k
 

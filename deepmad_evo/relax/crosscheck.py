@@ -229,7 +229,7 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
         best_relax = relaxations[best.kernels]
         relaxed_objective, best_kernels = best.objective, best.kernels
         relaxed_point = best_relax.widths(z)
-        v = best_relax.evaluate(z[None], gradients=False)
+        v = best_relax.values(z[None], gradients=False)
         relaxed_costs = {"macs": float(v.macs[0]), "params": float(v.params[0]),
                          "rho": float(v.rho_prefix[0].max()), "layers": float(v.layers[0])}
         sources.insert(0, (best_relax, z))
@@ -293,10 +293,10 @@ def _run_start(relax: Relaxation, origin: str, z0: np.ndarray, **kw):
     lower, upper = kw.get("lower", relax.lower), kw.get("upper", relax.upper)
     z0 = np.clip(z0, lower, upper)
     viol0 = float(relax.violation(z0)[0])
-    obj0 = float(relax.evaluate(z0[None], gradients=False).objective[0])
+    obj0 = float(relax.values(z0[None], gradients=False).objective[0])
     z, info = relax.solve(z0, **kw)
     viol = float(relax.violation(z)[0])
-    obj = float(relax.evaluate(z[None], gradients=False).objective[0])
+    obj = float(relax.values(z[None], gradients=False).objective[0])
     rep = StartReport(origin, relax.kernels, obj0, viol0, obj, viol, viol <= FEASIBILITY_TOLERANCE, info["status"],
                       info["message"], info["iterations"], info["evaluations"], info["seconds"])
     return rep, z

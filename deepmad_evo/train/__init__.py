@@ -18,8 +18,8 @@ from .config import (AUTO_AUGMENT, CHECKPOINT, CHECKPOINT_FORMAT, CONFIG_DIR, CR
                      TrainConfig, TrainConfigError, load_train_config)
 from .data import Data, build_data, build_loaders, eval_transform, resolved_image_size, train_transform
 from .runtime import Runtime, make_model, prepare_model, setup_runtime, uses_channels_last
-from .engine import (TrainEvent, build_batch_mix, build_optimizer, evaluate, lr_factor, parameter_groups, peak_lr,
-                     train_one_epoch)
+from .engine import (TrainEvent, build_batch_mix, build_optimizer, lr_factor, parameter_groups, peak_lr, train_one_epoch,
+                     validate)
 from .checkpoint import atomic_save, check_compatible, load_checkpoint, restore_rng, rng_states
 from .metrics import METRIC_COLUMNS, plot_curves, write_metrics
 from .trainer import TrainResult, train
@@ -27,7 +27,7 @@ from .trainer import TrainResult, train
 __all__ = ["AUTO_AUGMENT", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG_DIR", "CROPS", "DATASETS", "DEFAULT_PRESET",
            "DEVICES", "Data", "METRIC_COLUMNS", "Runtime", "TrainConfig", "TrainConfigError", "TrainEvent",
            "TrainResult", "atomic_save", "build_batch_mix", "build_data", "build_loaders", "build_optimizer",
-           "check_compatible", "eval_transform", "evaluate", "load_checkpoint", "load_train_config", "lr_factor",
+           "check_compatible", "eval_transform", "load_checkpoint", "load_train_config", "lr_factor",
            "make_model", "parameter_groups", "peak_lr", "plot_curves", "prepare_model", "resolved_image_size",
            "restore_rng", "rng_states", "setup_runtime", "train", "train_one_epoch", "train_transform",
-           "uses_channels_last", "write_metrics"]
+           "uses_channels_last", "validate", "write_metrics"]
