@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .genotype import Genotype
 from .io import json_number
-from .objective import DEFAULT_BETA, evaluate
+from .objective import DEFAULT_BETA, evaluate, prefix_rho
 from .problem import Budget
 from .units import expand
 
@@ -68,7 +68,7 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
             "btn": first.btn if first.kind == "block" else None, "k": first.k, "s": first.s,
             "depth": len(units), "side": last.r_out, "segment": last.segment,
             "entropy_term": ev.entropy_terms[last.segment] if is_seg_end else None,
-            "rho_prefix": cum_L / math.exp(cum_lnw / cum_L),
+            "rho_prefix": float(prefix_rho(cum_lnw, cum_L)),
             "macs": json_number(sum(costs.unit_macs[i] for i in idx)), "params": json_number(sum(costs.unit_params[i] for i in idx)),
         })
         if is_seg_end:

@@ -52,7 +52,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .objective import DEFAULT_BETA, check_alpha, weighted_depth_penalty
+from .objective import DEFAULT_BETA, check_alpha, prefix_rho, segment_terms, weighted_depth_penalty
 from .problem import Budget
 from .report import constraint_checks
 
@@ -441,9 +441,9 @@ def trace_report(trace: Trace, alpha: Sequence[float] | None = None, beta: float
         term = None
         if ends:
             h, w = last.out_size
-            term = alpha[seg] * math.log(last.c_out * h * w) * 0.5 * cum_lnw
-            terms.append(term)
-            rhos.append(cum_L / math.exp(cum_lnw / cum_L))
+            term, rho = segment_terms(cum_lnw, cum_L, last.c_out, h * w, alpha[seg])
+            terms.append(float(term))
+            rhos.append(float(rho))
             segments.append({"index": seg, "ends_at": name, "channels": last.c_out, "side": _side(last.out_size),
                              "layers": cum_L, "entropy_term": term, "rho_prefix": rhos[-1], "alpha": alpha[seg]})
         out0 = run[0].out_size
@@ -451,7 +451,7 @@ def trace_report(trace: Trace, alpha: Sequence[float] | None = None, beta: float
             "name": name, "block": run[0].unit_class, "in": run[0].layers[0].c_in, "out": last.c_out, "btn": None,
             "k": _kernel(run), "s": max(1, round(prev_out[0] / out0[0])), "depth": len(run),
             "side": _side(last.out_size), "segment": seg, "entropy_term": term,
-            "rho_prefix": cum_L / math.exp(cum_lnw / cum_L),
+            "rho_prefix": float(prefix_rho(cum_lnw, cum_L)),
             "macs": sum(u.macs for u in run), "params": sum(u.params for u in run),
         })
         prev_out = last.out_size
