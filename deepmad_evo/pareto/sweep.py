@@ -36,7 +36,7 @@ class FrontProblem(Problem):
     """(−objective, MACs[, params]) of a search space under ρ, monotone channels and a MAC range.
 
     F = (−objective, MACs / MAX[, params / P]); G = the ``DeepMADProblem`` constraints at
-    (MAX, P) plus 1 − MACs / MIN. ``space`` and ``budget`` are exposed for ``MonotoneRepair``;
+    (MAX, P) plus 1 − MACs / MIN;
     ``archive`` = (X, F) of the feasible non-dominated points evaluated so far.
     """
 
@@ -122,7 +122,7 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
         sampling=Population.new(X=X0),
         crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
         mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
-        repair=MonotoneRepair(),
+        repair=MonotoneRepair(space, budget.monotone),
         eliminate_duplicates=True,
     )
     algorithm.setup(problem, termination=("n_gen", n_gen), seed=int(rng.integers(2**31 - 1)), verbose=False)
