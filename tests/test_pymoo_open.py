@@ -78,3 +78,15 @@ def test_run_search_calls_a_pymoo_callback_each_generation(tiny):
     settings = SearchSettings(pop_size=12, generations=4, restarts=2, chains=1, local_search=False, jobs=1)
     run_search(space, cfg.budget, alpha=cfg.objective.alpha, settings=settings, seed=0, algorithm_callback=count)
     assert count.data["generations"] == settings.generations * settings.restarts
+
+
+def test_readme_example_runs():
+    """The README's "another pymoo algorithm" snippet, executed as written."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "FeasibleSampling" in b)
+    namespace: dict = {}
+    exec(compile(snippet.replace('("n_gen", 30)', '("n_gen", 3)'), "README.md", "exec"), namespace)
+    assert namespace["res"].CV[0] <= 0
