@@ -48,17 +48,24 @@ class InfeasibleBudgetError(ValueError):
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """Effort of a search (counts only, for reproducibility)."""
+    """Effort and operators of a search: the ``[search]`` table of a preset, read into this dataclass.
+
+    Counts only (no wall-clock limits), so the same settings and seed give the same result.
+    """
 
     pop_size: int = 100
     generations: int = 60
     restarts: int = 2
     local_search: bool = True
-    polish_top: int = 6
+    polish_top: int = 6  # best distinct GA results polished per chain
     perturbations: int = 25
     chains: int = 6
     finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
+    crossover_prob: float = 0.9  # SBX crossover probability
+    crossover_eta: float = 15.0  # SBX distribution index
+    mutation_eta: float = 20.0  # polynomial-mutation distribution index
+    seed: int = 0  # the run seed (``run_search`` takes it as an argument; the config records it here)
     jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
 
 
@@ -191,8 +198,8 @@ def _ga(problem: DeepMADProblem, X0: np.ndarray, settings: SearchSettings, seed:
     algorithm = GA(
         pop_size=settings.pop_size,
         sampling=Population.new(X=X0),
-        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        crossover=SBX(prob=settings.crossover_prob, eta=settings.crossover_eta, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=settings.mutation_eta, vtype=float, repair=RoundingRepair()),
         repair=MonotoneRepair(problem.space, problem.budget.monotone),
         eliminate_duplicates=True,
         callback=algorithm_callback,

@@ -120,8 +120,9 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
     algorithm = NSGA2(
         pop_size=pop_size,
         sampling=Population.new(X=X0),
-        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        crossover=SBX(prob=cfg.search.crossover_prob, eta=cfg.search.crossover_eta, vtype=float,
+                      repair=RoundingRepair()),
+        mutation=PM(eta=cfg.search.mutation_eta, vtype=float, repair=RoundingRepair()),
         repair=MonotoneRepair(space, budget.monotone),
         eliminate_duplicates=True,
     )

@@ -15,7 +15,7 @@ torchrun rank, AMP, model placement), ``engine`` (optimizer, schedule, one epoch
 from __future__ import annotations
 
 from .config import (AUTO_AUGMENT, CHECKPOINT, CHECKPOINT_FORMAT, CONFIG_DIR, CROPS, DATASETS, DEFAULT_PRESET, DEVICES,
-                     TrainConfig, TrainConfigError, load_train_config)
+                     ConfigError, TrainConfig, load_train_config)
 from .data import Data, build_data, build_loaders, eval_transform, resolved_image_size, train_transform
 from .runtime import Runtime, make_model, prepare_model, setup_runtime, uses_channels_last
 from .engine import (TrainEvent, build_batch_mix, build_optimizer, lr_factor, parameter_groups, peak_lr, train_one_epoch,
@@ -24,8 +24,8 @@ from .checkpoint import atomic_save, check_compatible, load_checkpoint, restore_
 from .metrics import METRIC_COLUMNS, plot_curves, write_metrics
 from .trainer import TrainResult, train
 
-__all__ = ["AUTO_AUGMENT", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG_DIR", "CROPS", "DATASETS", "DEFAULT_PRESET",
-           "DEVICES", "Data", "METRIC_COLUMNS", "Runtime", "TrainConfig", "TrainConfigError", "TrainEvent",
+__all__ = ["AUTO_AUGMENT", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG_DIR", "CROPS", "ConfigError", "DATASETS",
+           "DEFAULT_PRESET", "DEVICES", "Data", "METRIC_COLUMNS", "Runtime", "TrainConfig", "TrainEvent",
            "TrainResult", "atomic_save", "build_batch_mix", "build_data", "build_loaders", "build_optimizer",
            "check_compatible", "eval_transform", "load_checkpoint", "load_train_config", "lr_factor",
            "make_model", "parameter_groups", "peak_lr", "plot_curves", "prepare_model", "resolved_image_size",
