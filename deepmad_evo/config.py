@@ -80,6 +80,17 @@ class ObjectiveConfig:
 
 
 @dataclass(frozen=True)
+class CrossCheckSettings:
+    """The ``[crosscheck]`` table: effort and warning threshold of the GA-versus-relaxation check."""
+
+    starts: int = 3  # random feasible SLSQP starts besides the GA's
+    tolerance: float = 0.01  # a gap (relaxed − GA)/relaxed above this is a warning
+    maxiter: int = 200  # SLSQP iterations per start
+    polish_iterations: int = 100  # discrete polish after rounding
+    polish_starts: int = 3  # distinct roundings polished
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole run configuration: template, space, budget, objective and search settings."""
 
@@ -89,6 +100,7 @@ class Config:
     budget: Budget
     objective: ObjectiveConfig
     search: SearchSettings
+    crosscheck: CrossCheckSettings = CrossCheckSettings()
 
     def search_settings(self, **overrides) -> SearchSettings:
         """The search settings of this config (``overrides`` replace single fields, e.g. ``jobs=1``)."""
@@ -117,7 +129,8 @@ class Config:
     def to_dict(self) -> dict:
         """JSON-ready resolved configuration (written next to every result)."""
         d = {"name": self.name, "template": asdict(self.template), "space": asdict(self.space),
-             "budget": asdict(self.budget), "objective": asdict(self.objective), "search": asdict(self.search)}
+             "budget": asdict(self.budget), "objective": asdict(self.objective), "search": asdict(self.search),
+             "crosscheck": asdict(self.crosscheck)}
         return jsonable(d)
 
     def with_overrides(self, *, macs=None, params=None, rho=None, block=None, image_size=None, seed=None,
@@ -186,7 +199,7 @@ def load_config(source: str | Path | None = None) -> Config:
     path, data = read_toml(DEFAULT_PRESET if source is None else source, CONFIG_DIR, "preset")
     src = str(path)
     top = take(data, "config", {"name": lambda v, f: str(v), "template": _ANY, "space": _ANY, "budget": _ANY,
-                                "objective": _ANY, "search": _ANY}, src)
+                                "objective": _ANY, "search": _ANY, "crosscheck": _ANY}, src)
     if "template" not in top:
         raise ConfigError(f"{src}: missing [template] table")
     t = take(top["template"], "template", {
@@ -221,7 +234,11 @@ def load_config(source: str | Path | None = None) -> Config:
         "perturbations": integer(0), "finish": integer(0), "local_search": boolean, "pair_steps": sequence(_POS),
         "crossover_prob": number(0, 1), "crossover_eta": number(0, open_low=True),
         "mutation_eta": number(0, open_low=True), "seed": integer(), "jobs": integer(0)}, src)
-    cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchSettings(**s))
+    c = take(top.get("crosscheck", {}), "crosscheck", {
+        "starts": integer(0), "tolerance": number(0, 1, open_low=True, open_high=True), "maxiter": _POS,
+        "polish_iterations": integer(0), "polish_starts": _POS}, src)
+    cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchSettings(**s),
+                 CrossCheckSettings(**c))
     try:
         cfg.validate()
     except ConfigError:

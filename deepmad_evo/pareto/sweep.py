@@ -19,6 +19,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from ..config import Config
 from ..io import atomic_write_text, json_number
+from ..objective import DEFAULT_BETA
 from ..problem import Budget, DeepMADProblem, MonotoneRepair
 from ..search import feasible_samples
 from ..space import SearchSpace
@@ -40,7 +41,7 @@ class FrontProblem(Problem):
     ``archive`` = (X, F) of the feasible non-dominated points evaluated so far.
     """
 
-    def __init__(self, space: SearchSpace, budget: Budget, macs_min: float, alpha=None, beta: float = 10.0,
+    def __init__(self, space: SearchSpace, budget: Budget, macs_min: float, alpha=None, beta: float = DEFAULT_BETA,
                  convention: str = "torch") -> None:
         if budget.macs is None:
             raise ValueError("budget.macs: a sweep needs a MAC budget")
