@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,10 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
 DEFAULT_PRESET = "imagenet"
 DATASETS = ("imagefolder", "cifar100", "fake")
 CROPS = ("resized", "padded", "center")
-AUTO_AUGMENT = ("imagenet", "cifar10", "svhn", "none")
+# AutoAugment policies (imagenet, cifar10, svhn), RandAugment, TrivialAugmentWide, AugMix: torchvision's.
+AUTO_AUGMENT = ("imagenet", "cifar10", "svhn", "randaugment", "trivialaugment", "augmix", "none")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_FORMAT = "deepmad-evo/checkpoint/1"
 CHECKPOINT = "checkpoint.pt"
@@ -44,33 +48,40 @@ class TrainConfig:
     path: str = _option("", "data", string, runtime=True)
     image_size: int = _option(0, "data", integer(0))  # 0: the genotype's own image size
     eval_crop: float = _option(0.875, "data", number(0.0, 1.0, open_low=True))
+    interpolation: str = _option("bilinear", "data", choice(INTERPOLATIONS))  # resizes and augment policies
     mean: tuple = _option(IMAGENET_MEAN, "data", _RGB)
     std: tuple = _option(IMAGENET_STD, "data", _RGB)
     fake_images: int = _option(1024, "data", integer(1))
     fake_val_images: int = _option(256, "data", integer(1))
     fake_classes: int = _option(1000, "data", integer(2))
     workers: int = _option(8, "data", integer(0), runtime=True)
+    repeated_aug: int = _option(1, "data", integer(1))  # > 1: timm's RepeatAugSampler with this many repeats
     # [augment]
     crop: str = _option("resized", "augment", choice(CROPS))
     min_scale: float = _option(0.08, "augment", number(0.0, 1.0, open_low=True))
     hflip: float = _option(0.5, "augment", number(0.0, 1.0))
     auto_augment: str = _option("imagenet", "augment", choice(AUTO_AUGMENT))
+    randaugment_ops: int = _option(2, "augment", integer(1))  # RandAugment num_ops
+    magnitude: int = _option(9, "augment", integer(0))  # RandAugment magnitude (of 31 bins)
+    augmix_severity: int = _option(3, "augment", integer(1))
     random_erasing: float = _option(0.25, "augment", number(0.0, 1.0))
     mixup: float = _option(0.2, "augment", number(0.0))
     cutmix: float = _option(1.0, "augment", number(0.0))
     label_smoothing: float = _option(0.1, "augment", number(0.0, 1.0))
     # [optim]
+    optimizer: str = _option("sgd", "optim", choice(OPTIMIZERS))  # adamw: torch.optim.AdamW
     epochs: int = _option(480, "optim", integer(1))
     batch_size: int = _option(256, "optim", integer(1))
     lr: float = _option(0.1, "optim", number(0.0, open_low=True))  # per 256 images
     min_lr: float = _option(0.0, "optim", number(0.0))  # per 256 images, reached at the end
-    momentum: float = _option(0.9, "optim", number(0.0, 1.0))
+    momentum: float = _option(0.9, "optim", number(0.0, 1.0))  # SGD momentum; AdamW's beta1
     nesterov: bool = _option(False, "optim", boolean)
     weight_decay: float = _option(4e-5, "optim", number(0.0))
     warmup_epochs: float = _option(5.0, "optim", number(0.0))
     accum_steps: int = _option(1, "optim", integer(1))
     grad_clip: float = _option(0.0, "optim", number(0.0))  # 0: off
     ema_decay: float = _option(0.0, "optim", number(0.0, 1.0, open_high=True))  # 0: no EMA
+    ema_warmup: bool = _option(False, "optim", boolean)  # timm's ModelEmaV3 decay warm-up (needs timm)
     # [model]
     drop_rate: float = _option(0.0, "model", number(0.0, 1.0, open_high=True))
     drop_path_rate: float = _option(0.0, "model", number(0.0, 1.0, open_high=True))
@@ -93,6 +104,8 @@ class TrainConfig:
                                    f"optim.epochs = {self.epochs}; expected fewer warm-up epochs than epochs")
         if self.min_lr > self.lr:
             raise ConfigError(f"optim.min_lr: {self.min_lr:g} exceeds optim.lr = {self.lr:g}")
+        if self.magnitude > 30:  # torchvision's RandAugment has 31 magnitude bins
+            raise ConfigError(f"augment.magnitude: expected an integer in [0, 30], got {self.magnitude}")
 
     def with_overrides(self, **changes: Any) -> "TrainConfig":
         """A copy with the given fields replaced (``None`` values are ignored), validated again."""
@@ -125,20 +138,64 @@ def load_train_config(source: str | os.PathLike | None = None) -> TrainConfig:
         The validated config. Unknown tables or keys are errors naming the file and the key.
     """
     path, data = read_toml(DEFAULT_PRESET if source is None else source, CONFIG_DIR, "training preset")
+    return train_config_from_dict(data, str(path))
+
+
+def train_config_from_dict(data: Any, where: str) -> TrainConfig:
+    """A ``TrainConfig`` from its nested ``{table: {key: value}}`` form (a TOML file, ``to_dict()``).
+
+    Raises:
+        ConfigError: naming ``where`` and the unknown table / key or the bad value.
+    """
     by_table: dict[str, dict[str, str]] = {}
     for f in fields(TrainConfig):
         by_table.setdefault(f.metadata["table"], {})[f.name] = f.name
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected tables of recipe fields, got {type(data).__name__}")
     values = {}
     for table, content in data.items():
         if table not in by_table or not isinstance(content, dict):
-            raise ConfigError(f"{path}: unknown table [{table}]; expected one of "
+            raise ConfigError(f"{where}: unknown table [{table}]; expected one of "
                                    f"{', '.join(f'[{t}]' for t in by_table)}")
         for key, value in content.items():
             if key not in by_table[table]:
-                raise ConfigError(f"{path}: unknown key {table}.{key}; expected one of "
+                raise ConfigError(f"{where}: unknown key {table}.{key}; expected one of "
                                        f"{', '.join(sorted(by_table[table]))}")
             values[key] = value
     try:
         return TrainConfig(**values)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def apply_settings(config: TrainConfig, settings: list[str] | tuple[str, ...]) -> TrainConfig:
+    """``--set section.key=value`` overrides for any recipe field (value in TOML syntax; bare words are strings).
+
+    Args:
+        config: the recipe to change.
+        settings: strings such as ``augment.auto_augment=randaugment``, ``optim.lr=0.05``, ``data.mean=[0.5,0.5,0.5]``.
+
+    Returns:
+        The validated copy. A malformed setting, an unknown section or key, or a bad value raises a
+        one-line ``ConfigError`` naming it.
+    """
+    tables: dict[str, set[str]] = {}
+    for f in fields(TrainConfig):
+        tables.setdefault(f.metadata["table"], set()).add(f.name)
+    changes: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = str(item).partition("=")
+        table, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set: expected section.key=value (e.g. optim.lr=0.05), got {item!r}")
+        if table not in tables:
+            raise ConfigError(f"--set: unknown section {table!r} in {item!r}; expected one of "
+                                   f"{', '.join(sorted(tables))}")
+        if name not in tables[table]:
+            raise ConfigError(f"--set: unknown key {table}.{name}; expected one of {', '.join(sorted(tables[table]))}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()  # a bare word: the string itself
+        changes[name] = value
+    return config.with_overrides(**changes)
