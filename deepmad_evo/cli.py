@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "deepmad_evo.commands.train",
     "evaluate": "deepmad_evo.commands.evaluate",
     "cross-check": "deepmad_evo.commands.crosscheck",
+    "profile": "deepmad_evo.commands.profile",
 }
 
 EXIT_USAGE = 2

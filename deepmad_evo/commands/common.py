@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config import load_config, parse_quantity
 from ..costs import CONVENTIONS
 from ..genotype import BLOCKS
+from ..latency.table import parse_time
 
 
 def add_search_options(p: argparse.ArgumentParser,
@@ -22,6 +23,9 @@ def add_search_options(p: argparse.ArgumentParser,
     p.add_argument("--config", default=None, help=config_help)
     p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G (K/M/G/T suffixes or a plain number)")
     p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
+    p.add_argument("--latency", default=None, help="latency budget, e.g. 5ms, predicted from --latency-table")
+    p.add_argument("--latency-table", default=None, metavar="TABLE",
+                   help="latency table written by `run.py profile` on the target device")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
     p.add_argument("--image-size", type=int, default=None)
@@ -35,6 +39,7 @@ def resolve_config(args: argparse.Namespace):
         macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
         params=None if args.params is None else parse_quantity(args.params, "--params"),
         rho=args.rho, block=args.block, image_size=args.image_size, seed=args.seed, convention=args.convention,
+        latency=None if args.latency is None else parse_time(args.latency, "--latency"), latency_table=args.latency_table,
     )
 
 
