@@ -208,5 +208,5 @@ def test_timm_training_hooks_layer_decay_and_grad_checkpointing(one_thread):
 
     with mock.patch.object(ckpt, "checkpoint", wraps=ckpt.checkpoint) as spy:
         again = grads()
-    assert spy.call_count == 3  # once per stage
+    assert spy.call_count == len(model.stages) == 2  # once per stage
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(plain, again))
