@@ -32,14 +32,20 @@ class _Parser(argparse.ArgumentParser):
 
 def _fail(message: str) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
+    # Escaped: messages quote user input and commands such as pip install 'deepmad-evo[onnx]'.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
     return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="deepmad-evo", description="Design CNNs the DeepMAD way: search a network for a budget "
                      "(default command), inspect, build, export, train, cross-check and Pareto runs.")
+    parser.add_argument("--version", action="version", version=f"deepmad-evo {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub)
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "search")
     args = build_parser().parse_args(argv)
     console = Console(highlight=False)

@@ -1,4 +1,5 @@
-"""Registry of preset networks: genotypes solved by our own search, shipped as JSON in ``deepmad_evo/zoo/``.
+"""Registry of zoo networks: genotypes solved by our own search (``deepmad_evo/zoo/``) and the authors'
+published DeepMAD networks (``deepmad_evo/zoo/published/``, names ``deepmad-*-published``).
 
 ``zoo/index.json`` records, per preset, how its genotype was found (the resolved config, seed,
 objective, costs verified on the live module); ``benchmarks/solve_zoo.py`` regenerates both.
@@ -10,8 +11,9 @@ import json
 from pathlib import Path
 
 from .genotype import Genotype, GenotypeError, load_genotype
+from .resources import published_dir, zoo_dir
 
-ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+ZOO_DIR = zoo_dir()
 INDEX = ZOO_DIR / "index.json"
 
 
@@ -22,21 +24,31 @@ def zoo_index() -> dict:
     return json.loads(INDEX.read_text())["models"]
 
 
+def published_index() -> dict:
+    """The authors' published DeepMAD networks: ``{name: {"file", "image_size", "budget", ...}}``."""
+    path = zoo_dir() / "published.json"
+    return json.loads(path.read_text())["models"] if path.is_file() else {}
+
+
 def list_models() -> list[str]:
-    """Names of the preset networks, sorted."""
-    return sorted(zoo_index())
+    """Names of the preset networks (our search's) and of the published ones (``deepmad-*-published``), sorted."""
+    return sorted({*zoo_index(), *published_index()})
 
 
 def get_genotype(name: str) -> Genotype:
-    """The solved genotype of a preset (no torch needed).
+    """The genotype of a zoo network (no torch needed).
 
     Raises:
         ValueError: for an unknown name, listing the known ones.
     """
     index = zoo_index()
-    if name not in index:
-        raise ValueError(f"model: expected one of {', '.join(sorted(index)) or '(none shipped)'}, got {name!r}")
-    return load_genotype(ZOO_DIR / index[name]["file"])
+    if name in index:
+        return load_genotype(ZOO_DIR / index[name]["file"])
+    published = published_index()
+    if name in published:
+        entry = published[name]
+        return load_genotype(published_dir() / entry["file"], image_size=entry["image_size"])
+    raise ValueError(f"model: expected one of {', '.join(list_models()) or '(none shipped)'}, got {name!r}")
 
 
 def get_model(name: str, **kwargs):
@@ -63,7 +75,7 @@ def resolve_genotype(source: str, image_size: int | None = None) -> Genotype:
     try:
         return load_genotype(source, image_size=image_size)
     except GenotypeError as exc:
-        if str(source) not in zoo_index() or Path(source).exists():
+        if str(source) not in list_models() or Path(source).exists():
             if "neither a readable file" in str(exc):
                 raise GenotypeError(f"{exc} nor a zoo model ({', '.join(list_models())})") from None
             raise

@@ -63,14 +63,16 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .config import Config
 from .genotype import Genotype, GenotypeError, atomic_write_bytes, atomic_write_text, load_genotype, save_genotype
+from .models import published_index
 from .objective import evaluate
 from .problem import Budget, DeepMADProblem, MonotoneRepair
+from .resources import published_dir
 from .search import InfeasibleBudgetError, SearchSettings, feasible_samples, run_search, smallest_network
 from .space import SearchSpace
 
 Callback = Callable[[dict], None]
 
-PUBLISHED_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "published"
+PUBLISHED_DIR = published_dir()
 RECORD_FORMAT = "deepmad-evo/pareto-budget/1"
 SWEEP_FORMAT = "deepmad-evo/pareto-sweep/1"
 RUN_FORMAT = "deepmad-evo/pareto/1"
@@ -456,7 +458,8 @@ def reference_points(cfg: Config, folder: str | os.PathLike | None = PUBLISHED_D
 
     Args:
         cfg: the run configuration.
-        folder: the folder of structure files (TinyNAS literals, genotype JSON or text form).
+        folder: the folder of structure files (TinyNAS literals, genotype JSON or text form); by default
+            the published DeepMAD networks shipped with the package, named as in the zoo.
 
     Returns:
         (fitting points ``{name, text, objective, macs, params, rho, layers}``, skipped ``{name, reason}``).
@@ -465,13 +468,11 @@ def reference_points(cfg: Config, folder: str | os.PathLike | None = PUBLISHED_D
         return [], []
     t = cfg.template
     points, skipped = [], []
-    for path in sorted(Path(folder).iterdir()):
-        if path.suffix not in (".txt", ".json") or not path.is_file():
-            continue
+    for name, path, image_size in _structure_files(Path(folder)):
         try:
-            g = load_genotype(path)
+            g = load_genotype(path, image_size=image_size)
         except (GenotypeError, ValueError, OSError) as exc:
-            skipped.append({"name": path.stem, "reason": f"unreadable ({str(exc).splitlines()[0]})"})
+            skipped.append({"name": name, "reason": f"unreadable ({str(exc).splitlines()[0]})"})
             continue
         mine = (t.blocks, t.strides, t.head, t.stem_stride, t.image_size)
         theirs = (g.blocks, tuple(st.s for st in g.stages), None if g.head is None else g.head.out, g.stem.s,
@@ -479,10 +480,21 @@ def reference_points(cfg: Config, folder: str | os.PathLike | None = PUBLISHED_D
         if mine != theirs:
             names = ("blocks", "strides", "head", "stem stride", "image size")
             diff = [f"{n} {_short(b)} ≠ {_short(a)}" for n, a, b in zip(names, mine, theirs) if a != b]
-            skipped.append({"name": path.stem, "reason": "does not fit the template: " + "; ".join(diff)})
+            skipped.append({"name": name, "reason": "does not fit the template: " + "; ".join(diff)})
             continue
-        points.append({"name": path.stem, **_record_point(g, cfg)})
+        points.append({"name": name, **_record_point(g, cfg)})
     return points, skipped
+
+
+def _structure_files(folder: Path):
+    """(name, path, image size or None) per structure file; the package's own folder by zoo name and image size."""
+    if folder.resolve() == PUBLISHED_DIR.resolve():
+        for name, entry in sorted(published_index().items()):
+            yield name, folder / entry["file"], entry["image_size"]
+        return
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".txt", ".json") and path.is_file():
+            yield path.stem, path, None
 
 
 def _short(v) -> str:

@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .genotype import Genotype, atomic_path, atomic_write_bytes, atomic_write_text
+from .resources import recipe_dir
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
+CONFIG_DIR = recipe_dir()
 DEFAULT_PRESET = "imagenet"
 DATASETS = ("imagefolder", "cifar100", "fake")
 CROPS = ("resized", "padded", "center")
