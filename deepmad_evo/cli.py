@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> module; each module registers its own arguments.
@@ -20,9 +21,22 @@ COMMANDS = {
     "export": "deepmad_evo.commands.export",
     "train": "deepmad_evo.commands.train",
     "cross-check": "deepmad_evo.commands.crosscheck",
+    "presets": "deepmad_evo.commands.presets",
 }
 
 EXIT_USAGE = 2
+
+EPILOG = """\
+Without a command, search runs:
+  deepmad-evo --budget 4.5G [--params 29M] [--config mb-29m] [--rho 0.5] [--block …] [--seed 0] [--out DIR]
+  --budget   MAC budget (K/M/G/T suffixes). Budgets are MACs, which the paper calls FLOPs.
+  --config   preset (r18, r34, r50, mb-29m, mb-50m, mb-89m, b0, mbv2, tiny) or a TOML file;
+             `deepmad-evo presets` lists them with their budgets and conventions.
+  All search options: deepmad-evo search --help.  Each command: deepmad-evo COMMAND --help.
+
+GENOTYPE arguments (inspect, build, export, train, cross-check) take a run directory, a genotype
+JSON, a text form, a reference structure file, or a zoo name (r50, mb-29m, deepmad-r50-published, …).
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,8 +56,10 @@ def _fail(message: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = _Parser(prog="deepmad-evo", description="Design CNNs the DeepMAD way: search a network for a budget "
-                     "(default command), inspect, build, export, train, cross-check and Pareto runs.")
+    parser = _Parser(prog="deepmad-evo", formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Design CNNs the DeepMAD way: search a network for a budget "
+                     "(default command), inspect, build, export, train, cross-check and Pareto runs.",
+                     epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"deepmad-evo {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -64,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         # Piped output (logs, CI): rich would fall back to 80 columns and squash the tables.
         console = Console(highlight=False, width=140)
     try:
-        return importlib.import_module(COMMANDS[args.command]).run(args, console)
+        status = importlib.import_module(COMMANDS[args.command]).run(args, console)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # `inspect … --json | head`: the reader left. Quietly, with status 1 as rich does for its own output
+        # (and as the Python docs advise); stdout goes to devnull so the exit-time flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130

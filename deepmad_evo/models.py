@@ -8,9 +8,10 @@ objective, costs verified on the live module); ``benchmarks/solve_zoo.py`` regen
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from .genotype import Genotype, GenotypeError, load_genotype
+from .genotype import Genotype, GenotypeError, load_design, load_genotype
 from .resources import published_dir, zoo_dir
 
 ZOO_DIR = zoo_dir()
@@ -66,18 +67,59 @@ def get_model(name: str, **kwargs):
     return build_model(get_genotype(name), **kwargs)
 
 
-def resolve_genotype(source: str, image_size: int | None = None) -> Genotype:
-    """A genotype from a path, a text form or a zoo name (in that order).
+def genotype_source(source: str | os.PathLike) -> str | os.PathLike:
+    """The file a GENOTYPE argument names: a run directory stands for its ``genotype.json``.
+
+    Raises:
+        GenotypeError: for a directory without ``genotype.json``.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if (path / "genotype.json").is_file():
+            return path / "genotype.json"
+        raise GenotypeError(f"genotype: {str(source)!r} is a directory without genotype.json; expected a run "
+                            "directory, a genotype file, a text form or a zoo name")
+    return source
+
+
+def resolve_genotype(source: str | os.PathLike, image_size: int | None = None) -> Genotype:
+    """A genotype from a run directory, a file, a text form or a zoo name (in that order).
 
     Raises:
         GenotypeError: naming the source when it is none of these.
     """
+    source = genotype_source(source)
     try:
         return load_genotype(source, image_size=image_size)
     except GenotypeError as exc:
         if str(source) not in list_models() or Path(source).exists():
             if "neither a readable file" in str(exc):
-                raise GenotypeError(f"{exc} nor a zoo model ({', '.join(list_models())})") from None
+                raise GenotypeError(f"genotype: {str(source)!r} is neither a run directory, a readable file, a genotype "
+                                    f"text form nor a zoo model ({', '.join(list_models())})") from None
             raise
     g = get_genotype(str(source))
     return g if image_size is None else Genotype(g.stem, g.stages, g.head, image_size, g.in_channels, g.num_classes)
+
+
+def recorded_design(source: str | os.PathLike) -> dict | None:
+    """How a GENOTYPE argument was designed, when that is known: ``{"convention", "macs", "params", "rho",
+    "alpha", "beta", "preset"}`` from a search's ``genotype.json`` (or its run directory), a zoo entry's
+    config, or a published network's budgets; ``None`` otherwise.
+    """
+    try:
+        path = Path(genotype_source(source))
+    except GenotypeError:
+        return None
+    if path.is_file():
+        return load_design(path)
+    name = str(source)
+    if name in zoo_index():
+        cfg = zoo_index()[name]["config"]
+        b, o = cfg["budget"], cfg["objective"]
+        return {"preset": cfg["name"], "convention": o["convention"], "macs": b["macs"], "params": b["params"],
+                "rho": b["rho"], "alpha": o["alpha"], "beta": o["beta"]}
+    if name in published_index():
+        b = published_index()[name]["budget"]
+        return {"origin": "the authors' search config", "convention": b["convention"], "macs": b["macs"],
+                "params": b["params"], "rho": b["rho"]}
+    return None

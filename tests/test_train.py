@@ -268,7 +268,8 @@ def test_ddp_gloo_two_processes_equal_one_process(tmp_path):
     ([], "--data: required for dataset 'imagefolder'"),
     (["--dataset", "mnist"], "--dataset: expected one of imagefolder, cifar100, fake, got 'mnist'"),
     (["--dataset", "fake", "--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
-    (["--model", "x"], "train: expected a GENOTYPE (file or text form) or --model NAME, exactly one of them"),
+    (["--model", "x"], "train: expected a GENOTYPE (run directory, file, text form or zoo name) or --model NAME, "
+                       "exactly one of them"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

@@ -11,8 +11,12 @@ from ..units import expand
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("build", help="decode a genotype into its nn.Module; show the tree and verified costs")
-    p.add_argument("genotype", help="genotype JSON, text form, reference structure file, or zoo name (r50, mb-29m, …)")
+    p = sub.add_parser("build", help="decode a genotype into its nn.Module; show the tree and verified costs",
+                       description="Decode GENOTYPE into its torchvision-style nn.Module, print the module tree and "
+                       "count params/MACs on the live module next to the closed form (torch convention).")
+    p.add_argument("genotype", metavar="GENOTYPE",
+                   help="run directory, genotype JSON, text form, reference structure file or zoo name "
+                        "(r50, mb-29m, deepmad-r50-published, …)")
     p.add_argument("--image-size", type=int, default=None, help="override the image size")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the genotype's)")
     p.add_argument("--depth", type=int, default=3, help="module-tree levels to expand (default 3)")
@@ -111,7 +115,8 @@ def run(args: argparse.Namespace, console) -> int:
 def print_verified(console, genotype) -> None:
     """Build ``genotype`` once on CPU and print its live params/MACs next to the closed form (torch convention).
 
-    Used after a search (``--no-build`` skips it); prints a note instead when torch is not installed.
+    Used after a search with ``--build-check``; prints a note instead when torch is not installed. This checks
+    the decoder against the closed form, not the budgets.
     """
     try:
         from ..model import verify_costs
@@ -125,5 +130,5 @@ def print_verified(console, genotype) -> None:
     def mark(a, b):
         return "[green]✓[/]" if a == b else f"[red]✗ closed form {b:,}[/]"
 
-    console.print(f"built on CPU (torch convention, classifier included): params {params:,} {mark(params, closed.params)}"
-                  f"   MACs {macs:,} {mark(macs, closed.macs)}")
+    console.print(f"build check (live nn.Module = closed form, torch convention, classifier included; not a budget "
+                  f"check): params {params:,} {mark(params, closed.params)}   MACs {macs:,} {mark(macs, closed.macs)}")

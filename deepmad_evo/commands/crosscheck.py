@@ -8,22 +8,27 @@ import math
 
 from ..config import load_config, preset_names
 from ..costs import CONVENTIONS
-from ..genotype import BLOCKS, atomic_write_text, load_genotype
+from ..genotype import BLOCKS, atomic_write_text
+from ..models import resolve_genotype
 from ..render import si
 from ..space import Template
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("cross-check", help="cross-check a GA solution against the continuous relaxation (SLSQP)")
+    p = sub.add_parser("cross-check", help="cross-check a GA solution against the continuous relaxation (SLSQP)",
+                       description="Solve the continuous relaxation of the same objective and constraints (real "
+                       "widths and depths) with SLSQP and exact gradients, and show the GA's genotype next to it with "
+                       "the gap; a better rounding of the relaxation replaces the GA's answer.")
     p.add_argument("genotype", nargs="?", default=None,
-                   help="genotype JSON or text form to check; without it the config's search runs first")
+                   help="run directory, genotype JSON, text form, reference structure file or zoo name to check; "
+                        "without it the config's search runs first")
     p.add_argument("--config", default=None,
                    help="preset name or TOML path (default: the preset whose template matches GENOTYPE, else mb-29m)")
     p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G")
     p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
-    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None, help="input image side (default from the config)")
     p.add_argument("--seed", type=int, default=None, help="seed of the search and of the random starts")
     p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
     p.add_argument("--starts", type=int, default=3, help="random feasible SLSQP starts besides the GA's (default 3)")
@@ -40,7 +45,7 @@ def resolve(args: argparse.Namespace):
     """(config, genotype or None) from the command line."""
     from .search import resolve_config
 
-    genotype = None if args.genotype is None else load_genotype(args.genotype)
+    genotype = None if args.genotype is None else resolve_genotype(args.genotype)
     if genotype is not None and args.config is None:
         template = Template.of(genotype)
         matching = [n for n in preset_names() if load_config(n).template == template]
@@ -48,7 +53,7 @@ def resolve(args: argparse.Namespace):
             raise ValueError(f"genotype: no preset has its template ({_template_text(template)}); "
                              "pass --config with a TOML whose [template] matches")
         args = argparse.Namespace(**{**vars(args), "config": matching[0]})
-    cfg = resolve_config(args)
+    cfg, _ = resolve_config(args)
     if genotype is not None and Template.of(genotype) != cfg.template:
         raise ValueError(f"genotype: its template ({_template_text(Template.of(genotype))}) differs from the "
                          f"config's ({_template_text(cfg.template)}); pass a matching --config")

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from ..config import load_config, parse_quantity
-from ..pareto import SWEEP_LABEL, Sweep, budget_points, default_out, run_pareto, scaled_params
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("pareto", help="one design per MAC budget (in parallel), the front and a picture")
+    p = sub.add_parser("pareto", help="one design per MAC budget (in parallel), the front and a picture",
+                       description="Search one network per MAC budget (budgets are MACs, the paper's 'FLOPs') in "
+                       "parallel, keep the objective/MACs trade-off front, draw pareto.png and, where they fit the "
+                       "preset's template, the authors' published networks. Rerunning resumes.")
     p.add_argument("--budget", nargs="+", default=None, metavar="MACS",
                    help="MAC budgets, e.g. 0.4G 1.8G 4.5G 8.7G 15.4G")
     p.add_argument("--params", nargs="+", default=None, metavar="PARAMS",
@@ -38,6 +40,9 @@ def _params(args) -> list[float] | str | None:
 
 def run(args: argparse.Namespace, console) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    # Imported here: NSGA-II and scipy.spatial cost every other command's start-up otherwise.
+    from ..pareto import SWEEP_LABEL, Sweep, budget_points, default_out, run_pareto, scaled_params
 
     cfg = load_config(args.config).with_overrides(seed=args.seed, rho=args.rho)
     macs = [parse_quantity(v, "--budget") for v in args.budget or []]

@@ -14,10 +14,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a genotype (or a registered model) with the paper's recipe",
                        description="Train a genotype with the DeepMAD recipe (configs/train/*.toml). Several GPUs: "
                                    "torchrun --nproc_per_node N run.py train ...")
-    p.add_argument("genotype", nargs="?", default=None,
-                   help="genotype JSON, text-form or TinyNAS structure file, or the text form itself")
-    p.add_argument("--model", metavar="NAME", default=None, help="a model registered in deepmad_evo.models instead of a genotype")
-    p.add_argument("--out", default=None, help="run folder (default runs/train-<name>-<dataset>)")
+    p.add_argument("genotype", nargs="?", default=None, metavar="GENOTYPE",
+                   help="run directory, genotype JSON, text form, reference structure file or zoo name "
+                        "(r50, mb-29m, deepmad-r50-published, …; see `presets`)")
+    p.add_argument("--model", metavar="NAME", default=None, help="a zoo name (same as giving it as GENOTYPE)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default runs/train-<name>-<genotype hash>-<dataset>: one per network and dataset)")
     p.add_argument("--seed", dest="train_seed", metavar="SEED", type=int, default=None, help="training seed (default from the config)")
     p.add_argument("--image-size", dest="train_image_size", metavar="PX", type=int, default=None,
                    help="training image side (default: the config's, else the genotype's)")
@@ -31,10 +33,13 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config")
     p.add_argument("--dataset", default=None, help="imagefolder (default), cifar100 or fake")
     p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
                    help="training preset (imagenet, cifar100, smoke) or TOML path; default chosen by --dataset")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default from the recipe; a run shorter than the recipe's warm-up gets its warm-up "
+                        "clamped to half the run, with a notice)")
     p.add_argument("--batch-size", type=int, default=None, help="global batch over all processes")
     p.add_argument("--lr", type=float, default=None, help="learning rate per 256 images")
-    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--warmup-epochs", type=float, default=None,
+                   help="epochs of linear learning-rate warm-up before the cosine decay (default from the recipe)")
     p.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU")
     p.add_argument("--ema-decay", type=float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
@@ -42,14 +47,25 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
 
 
-def resolve_train_config(args: argparse.Namespace):
-    """The recipe named by the flags, with the command-line overrides applied."""
+def resolve_train_config(args: argparse.Namespace, notify=None):
+    """The recipe named by the flags, with the command-line overrides applied.
+
+    Args:
+        notify: optional callable receiving one-line notices (e.g. a warm-up clamped to a short run).
+    """
     from ..train import load_train_config
 
     preset = args.train_config or PRESET_OF_DATASET.get(args.dataset or "imagefolder", "imagenet")
     cfg = load_train_config(preset)
+    warmup = args.warmup_epochs
+    if warmup is None and args.epochs is not None and cfg.warmup_epochs >= args.epochs and cfg.warmup_epochs > 0:
+        # A smoke run (--epochs 1) of a recipe with 5 warm-up epochs: keep a decay phase instead of refusing.
+        warmup = args.epochs / 2
+        if notify is not None:
+            notify(f"--epochs {args.epochs}: the recipe's {cfg.warmup_epochs:g} warm-up epochs clamped to {warmup:g} "
+                   "(half the run) so that the learning rate still decays")
     overrides = dict(dataset=args.dataset, path=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     warmup_epochs=args.warmup_epochs, workers=args.workers, ema_decay=args.ema_decay,
+                     warmup_epochs=warmup, workers=args.workers, ema_decay=args.ema_decay,
                      device=args.device, compile=args.compile, seed=getattr(args, "train_seed", None),
                      image_size=getattr(args, "train_image_size", None))
     try:
@@ -68,16 +84,36 @@ _FLAGS = {"path": "--data", "seed": "--seed", "image_size": "--image-size"}
 
 def run(args: argparse.Namespace, console) -> int:
     if (args.genotype is None) == (args.model is None):
-        raise ValueError("train: expected a GENOTYPE (file or text form) or --model NAME, exactly one of them")
+        raise ValueError("train: expected a GENOTYPE (run directory, file, text form or zoo name) or --model NAME, "
+                         "exactly one of them")
+    from ..models import list_models, resolve_genotype
+
+    source = args.genotype if args.model is None else args.model
+    if args.model is not None and args.model not in list_models():
+        raise ValueError(f"--model: expected one of {', '.join(list_models())}, got {args.model!r}")
+    genotype = resolve_genotype(source)
     out = Path(args.out) if args.out else None
-    if args.model is not None:
-        from ..models import get_genotype
+    return train_genotype(genotype, args, console, out, name=label_of(source))
 
-        return train_genotype(get_genotype(args.model), args, console, out, name=args.model)
-    from ..genotype import load_genotype
 
-    name = Path(args.genotype).stem if Path(args.genotype).is_file() else "genotype"
-    return train_genotype(load_genotype(args.genotype), args, console, out, name=name)
+def label_of(source: str) -> str:
+    """A short name for a GENOTYPE argument: the zoo name, the run directory's or the file's name, else "genotype"."""
+    path = Path(source)
+    if path.is_dir():
+        return path.resolve().name
+    if path.is_file():
+        return path.resolve().parent.name if path.name == "genotype.json" else path.stem
+    from ..models import list_models
+
+    return source if source in list_models() else "genotype"
+
+
+def default_train_out(genotype, name: str | None, dataset: str) -> Path:
+    """runs/train-<name>-<8 hex of the genotype>-<dataset>: two different networks never share a folder."""
+    import hashlib
+
+    digest = hashlib.sha1(genotype.to_text().encode()).hexdigest()[:8]
+    return Path("runs") / f"train-{name or 'genotype'}-{digest}-{dataset}"
 
 
 def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None = None, name: str | None = None) -> int:
@@ -87,7 +123,7 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
         genotype: the network to decode and train.
         args: parsed flags of ``add_train_options`` (plus the optional train_seed, train_image_size).
         console: rich console; silenced on every torchrun process but the first.
-        out: run folder; default ``runs/train-<name>-<dataset>``.
+        out: run folder; default ``runs/train-<name>-<genotype hash>-<dataset>``.
         name: names the default run folder (default "genotype").
 
     Returns:
@@ -96,13 +132,13 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     from ..genotype import save_genotype
     from ..train import CHECKPOINT, build_data, make_model, train
 
-    cfg = resolve_train_config(args)
+    cfg = resolve_train_config(args, notify=lambda line: console.print(f"[yellow]notice:[/] {line}"))
     if cfg.image_size == 0:
         cfg = cfg.with_overrides(image_size=genotype.image_size)
     main_process = int(os.environ.get("RANK", "0")) == 0
     if not main_process:
         console.quiet = True  # torchrun: only the first process reports
-    out = out or Path("runs") / f"train-{name or 'genotype'}-{cfg.dataset}"
+    out = out or default_train_out(genotype, name, cfg.dataset)
     resume = bool(getattr(args, "resume", False))
 
     data = build_data(cfg)
@@ -127,6 +163,8 @@ class _ProgressView:
                                    TimeRemainingColumn)
 
         self.console = console
+        # Output to a file or a pipe gets no live bar: a plain line per step event instead.
+        self.lines = not console.is_terminal
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
                                  TextColumn("{task.fields[speed]} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -149,6 +187,11 @@ class _ProgressView:
                 + (f"; resumed after epoch {info['start_epoch']}" if info["resumed"] else ""))
             if event.epoch >= event.epochs:
                 self.console.print(f"[dim]all {event.epochs} epochs were already trained[/]")
+        elif event.kind == "step" and self.lines:
+            # Step events come every log_every steps (the recipe's run.log_every).
+            done = event.step - event.epoch * event.steps_per_epoch
+            self.console.print(f"epoch {event.epoch + 1}/{event.epochs} step {done}/{event.steps_per_epoch}  "
+                               f"loss {event.loss:.4f}  lr {event.lr:.4g}  {event.images_per_s:,.0f} img/s")
         elif event.kind == "step":
             description = f"epoch {event.epoch + 1}/{event.epochs}"
             done = event.step - event.epoch * event.steps_per_epoch
