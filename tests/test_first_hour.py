@@ -13,7 +13,7 @@ import pytest
 
 from deepmad_evo import __version__
 from deepmad_evo.cli import build_parser, main
-from deepmad_evo.commands.search import default_out, resolve_config
+from deepmad_evo.commands.common import resolve_config, search_run_dir as default_out
 from deepmad_evo.genotype import Genotype, load_genotype
 from deepmad_evo.objective import evaluate
 
@@ -151,7 +151,7 @@ def test_search_labels_its_budget_check_and_its_build_check(tmp_path, capsys):
 # ---------------------------------------------------------------- run identity
 
 def test_cross_check_is_part_of_the_run_identity(tiny_run, capsys):
-    cfg, _ = resolve_config(search_args("--config", "tiny"))
+    cfg = resolve_config(search_args("--config", "tiny"))
     assert default_out(cfg, True) != default_out(cfg, False)
     before = (tiny_run / "run.json").read_bytes()
     # The plain run's directory is not silently reused or replaced by a cross-checked one.
@@ -182,21 +182,21 @@ def test_showing_a_cached_result_imports_no_torch(tiny_run):
 def test_budget_alone_scales_the_params_budget_like_pareto():
     from deepmad_evo.pareto import scaled_params
 
-    cfg, scaled = resolve_config(search_args("--config", "r50", "--budget", "2G"))
-    assert scaled and cfg.budget.macs == 2e9
+    cfg = resolve_config(search_args("--config", "r50", "--budget", "2G"))
+    assert cfg.budget.macs == 2e9
     assert cfg.budget.params == pytest.approx(25.55e6 * 2 / 4.13)
-    assert cfg.budget.params == pytest.approx(scaled_params(resolve_config(search_args("--config", "r50"))[0], 2e9))
-    cfg, scaled = resolve_config(search_args("--config", "r50", "--budget", "2G", "--params", "20M"))
-    assert not scaled and cfg.budget.params == 20e6
-    cfg, _ = resolve_config(search_args("--config", "r50", "--budget", "2G", "--params", "off"))
+    assert cfg.budget.params == pytest.approx(scaled_params(resolve_config(search_args("--config", "r50")), 2e9))
+    cfg = resolve_config(search_args("--config", "r50", "--budget", "2G", "--params", "20M"))
+    assert cfg.budget.params == 20e6
+    cfg = resolve_config(search_args("--config", "r50", "--budget", "2G", "--params", "off"))
     assert cfg.budget.params is None
 
 
 def test_block_switch_is_labelled_and_says_its_rho():
-    cfg, _ = resolve_config(search_args("--block", "bottleneck"))
+    cfg = resolve_config(search_args("--block", "bottleneck"))
     assert cfg.name == "mb-29m+bottleneck" and cfg.budget.rho == 0.3
     assert "mb-29m+bottleneck" in str(default_out(cfg))
-    cfg, _ = resolve_config(search_args("--block", "mbconv_se"))
+    cfg = resolve_config(search_args("--block", "mbconv_se"))
     assert cfg.name == "mb-29m"  # the preset's own block: no relabelling
 
 
@@ -228,7 +228,7 @@ def test_train_a_zoo_name_for_one_epoch(tmp_path, monkeypatch, capsys):
 
 
 def test_train_default_folders_differ_per_genotype(tiny_run):
-    from deepmad_evo.commands.train import default_train_out, label_of
+    from deepmad_evo.commands.common import train_label as label_of, train_run_dir as default_train_out
     from deepmad_evo.models import get_genotype
 
     a, b = get_genotype("tiny"), load_genotype(tiny_run / "genotype.json")

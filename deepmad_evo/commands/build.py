@@ -112,23 +112,3 @@ def run(args: argparse.Namespace, console) -> int:
     return 0
 
 
-def print_verified(console, genotype) -> None:
-    """Build ``genotype`` once on CPU and print its live params/MACs next to the closed form (torch convention).
-
-    Used after a search with ``--build-check``; prints a note instead when torch is not installed. This checks
-    the decoder against the closed form, not the budgets.
-    """
-    try:
-        from ..model import verify_costs
-    except ImportError as exc:
-        console.print(f"[dim]not built: {exc.name} is not installed[/]")
-        return
-    closed = network_costs(expand(genotype), "torch")
-    with console.status("building the network on CPU to count its params and MACs…"):
-        params, macs = verify_costs(genotype)
-
-    def mark(a, b):
-        return "[green]✓[/]" if a == b else f"[red]✗ closed form {b:,}[/]"
-
-    console.print(f"build check (live nn.Module = closed form, torch convention, classifier included; not a budget "
-                  f"check): params {params:,} {mark(params, closed.params)}   MACs {macs:,} {mark(macs, closed.macs)}")

@@ -8,7 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ..genotype import atomic_path
+from ..io import atomic_path
 from ..models import resolve_genotype
 
 FORMATS = ("onnx", "pt2", "torchscript", "state_dict")

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..config import load_config, parse_quantity
+from ..render import si_compact
+from .common import pareto_run_dir
 
 
 def add_parser(sub) -> None:
@@ -41,8 +43,8 @@ def _params(args) -> list[float] | str | None:
 def run(args: argparse.Namespace, console) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    # Imported here: NSGA-II and scipy.spatial cost every other command's start-up otherwise.
-    from ..pareto import SWEEP_LABEL, Sweep, budget_points, default_out, run_pareto, scaled_params
+    # Imported here: NSGA-II and scipy.spatial would cost every other command's start-up.
+    from ..pareto import SWEEP_LABEL, Sweep, budget_points, run_pareto, scaled_params
 
     cfg = load_config(args.config).with_overrides(seed=args.seed, rho=args.rho)
     macs = [parse_quantity(v, "--budget") for v in args.budget or []]
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace, console) -> int:
         sweep = Sweep(lo, hi, None if params == "off" else scaled_params(cfg, hi))
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
-    out = Path(args.out) if args.out else default_out(cfg)
+    out = Path(args.out) if args.out else pareto_run_dir(cfg)
 
     columns = (TextColumn("[bold]{task.description:>8}"), BarColumn(), TaskProgressColumn(),
                TextColumn("best {task.fields[best]}"), TimeElapsedColumn())
@@ -84,17 +86,6 @@ def run(args: argparse.Namespace, console) -> int:
     return 0
 
 
-def _si(v, digits: int = 4) -> str:
-    """Display form, 4 significant digits: 2.5778e6 → '2.578M'."""
-    if v is None:
-        return "-"
-    v = float(v)
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if v >= 0.1 * scale:
-            return f"{v / scale:.{digits}g}{unit}"
-    return f"{v:.{digits}g}"
-
-
 def _show(console, run: dict, out: Path) -> None:
     from rich.table import Table
 
@@ -107,7 +98,8 @@ def _show(console, run: dict, out: Path) -> None:
     if sweep:
         table.add_column("front best", justify="right")
     for r in run["points"]:
-        cells = [r["label"], _si(r["budget"]["params"]), f"{r['objective']:.2f}", _si(r["macs"]), _si(r["params"]),
+        cells = [r["label"], si_compact(r["budget"]["params"]), f"{r['objective']:.2f}", si_compact(r["macs"]),
+                 si_compact(r["params"]),
                  f"{r['rho']:.3f}", str(r["layers"]),
                  ("own search" if r["source"] == r["label"] else f"[yellow]{r['source']} search[/]")
                  + (" (reused)" if r["reused"] else ""), f"{r['seconds']:.1f}"]
@@ -117,14 +109,14 @@ def _show(console, run: dict, out: Path) -> None:
                          f"{c['front_best']:.2f}" if c["margin"] >= 0 else f"[red]{c['front_best']:.2f}[/]")
         table.add_row(*cells)
     for ref in run["references"]:
-        table.add_row(f"[red]{ref['name']}[/]", "", f"{ref['objective']:.2f}", _si(ref["macs"]), _si(ref["params"]),
+        table.add_row(f"[red]{ref['name']}[/]", "", f"{ref['objective']:.2f}", si_compact(ref["macs"]), si_compact(ref["params"]),
                       f"{ref['rho']:.3f}", str(ref["layers"]), "published", "", *([""] if sweep else []))
     if run["points"] or run["references"]:
         console.print(table)
     hv = run["hypervolume"]
     parts = [f"hypervolume {hv['points']:.6g} (per-budget designs)"] if run["points"] else []
     if sweep:
-        parts.append(f"NSGA-II front over {_si(sweep['macs_min'])}–{_si(sweep['macs_max'])}: {len(sweep['front'])} "
+        parts.append(f"NSGA-II front over {si_compact(sweep['macs_min'])}–{si_compact(sweep['macs_max'])}: {len(sweep['front'])} "
                      f"points, hypervolume {hv['front']:.6g} ({sweep['evaluations']:,} evaluations, "
                      f"{sweep['seconds']:.1f} s)")
         behind = [c["label"] for c in sweep["comparison"] if c["margin"] is not None and c["margin"] < 0]
@@ -133,7 +125,9 @@ def _show(console, run: dict, out: Path) -> None:
     console.print("; ".join(parts))
     if run["carried"]:
         console.print(f"[yellow]{run['carried']} budget(s) took a smaller budget's design: its search scored lower[/]")
-    for s in run["references_skipped"]:
-        console.print(f"[dim]published {s['name']}: {s['reason']}[/]")
+    if run["references_skipped"]:
+        # One line: the reasons (blocks, strides, head, image size) are in pareto.json.
+        names = ", ".join(s["name"] for s in run["references_skipped"])
+        console.print(f"[dim]published networks not comparable with this template (see pareto.json): {names}[/]")
     files = ["pareto.json", "pareto.png"] + (["genotype-<budget>.json"] if run["points"] else [])
     console.print(f"wrote {', '.join(files)} to {out} in {run['wall_seconds']:.1f} s")
