@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import load_config, parse_quantity
 from ..costs import CONVENTIONS
 from ..genotype import BLOCKS
+from ..latency.table import parse_time
 
 
 def add_search_options(p: argparse.ArgumentParser,
@@ -26,6 +27,9 @@ def add_search_options(p: argparse.ArgumentParser,
                         "--params the preset's params budget scales with it by the preset's params/MACs ratio")
     p.add_argument("--params", default=None,
                    help="parameter budget, e.g. 29M, or 'off' for none (default: the preset's, scaled with --budget)")
+    p.add_argument("--latency", default=None, help="latency budget, e.g. 5ms, predicted from --latency-table")
+    p.add_argument("--latency-table", default=None, metavar="TABLE",
+                   help="latency table written by `run.py profile` on the target device")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound ρ0 (default from the config)")
     p.add_argument("--block", choices=BLOCKS, default=None,
                    help="use this block family in every stage (switching ResNet <-> MobileNet families also switches "
@@ -114,6 +118,14 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--set", dest="train_settings", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                   help="set any recipe field, e.g. --set augment.auto_augment=randaugment --set optim.optimizer=adamw "
+                        "(TOML value; repeatable; applied before the flags above)")
+    p.add_argument("--init", metavar="WEIGHTS", default=None,
+                   help="start from these weights (a folder with model.safetensors or a .safetensors file); a "
+                        "classifier of another width is re-initialised")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="only evaluate (top-1/5 on the validation split) the --init weights or the --resume checkpoint")
 
 
 def resolve_train_config(args: argparse.Namespace, notify=None):
@@ -122,10 +134,10 @@ def resolve_train_config(args: argparse.Namespace, notify=None):
     Args:
         notify: optional callable receiving one-line notices (e.g. a warm-up clamped to a short run).
     """
-    from ..train import load_train_config
+    from ..train import apply_settings, load_train_config
 
     preset = args.train_config or PRESET_OF_DATASET.get(args.dataset or "imagefolder", "imagenet")
-    cfg = load_train_config(preset)
+    cfg = apply_settings(load_train_config(preset), getattr(args, "train_settings", None) or [])
     warmup = args.warmup_epochs
     if warmup is None and args.epochs is not None and cfg.warmup_epochs >= args.epochs and cfg.warmup_epochs > 0:
         # A smoke run (--epochs 1) of a recipe with 5 warm-up epochs: keep a decay phase instead of refusing.

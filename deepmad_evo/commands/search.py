@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from .. import __version__
 from ..genotype import save_genotype
 from ..io import atomic_write_text
-from ..render import print_cross_check, print_report
+from ..render import print_cross_check, print_latency, print_report
 from ..report import genotype_report
 from .common import (add_search_options, add_train_options, params_scaled, resolve_config, resolve_train_config,
                      run_identity, search_run_dir)
@@ -34,7 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--build-check", action="store_true",
                    help="also build the winner with torch on CPU and check its live params/MACs against the closed "
                         "form (a few seconds to a minute)")
-    p.add_argument("--no-build", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    p.add_argument("--no-build", action="store_true",
+                   help="under a --latency budget, do not time the winner on this device (otherwise ignored: "
+                        "building is opt-in with --build-check)")
     p.add_argument("--train", action="store_true", help="then train the winner into OUT/train (flags as for `train`)")
     add_train_options(p, config_flag="--train-config")
     p.add_argument("--cross-check", action="store_true",
@@ -62,6 +65,9 @@ def run(args: argparse.Namespace, console) -> int:
 
     cfg = resolve_config(args)
     scaled = params_scaled(args, load_config(args.config))
+    if args.cross_check and cfg.budget.latency is not None:
+        raise ValueError("--cross-check: the continuous relaxation does not model latency; "
+                         "expected no --cross-check with a --latency budget")
     if args.train:
         resolve_train_config(args)  # bad training flags fail now, not after the search
     out = Path(args.out) if args.out else search_run_dir(cfg, args.cross_check)
@@ -69,14 +75,18 @@ def run(args: argparse.Namespace, console) -> int:
     wanted = run_identity(cfg, args.cross_check)
     if run_file.is_file() and not args.force:
         previous = _load_previous(run_file)
-        if previous is not None and _identity_of(previous) == wanted:
+        same = previous is not None and _identity_of(previous) == wanted
+        if same and previous.get("latency_table_sha1") == table_digest(cfg):
             from ..genotype import Genotype
 
             genotype = Genotype.from_dict(previous["genotype"])
             console.print(f"[dim]{out} already holds this search (same options and seed); showing it (--force to redo)[/]")
             _show(console, cfg, genotype, args.build_check, scaled)
+            if previous.get("latency"):
+                print_latency(console, previous["latency"])
             return train_genotype(genotype, args, console, out / "train") if args.train else 0
-        if previous is not None and previous.get("command") == "search":
+        # The same search with a re-measured latency table is stale: it is redone in place.
+        if previous is not None and previous.get("command") == "search" and not same:
             raise ValueError(f"--out: {out} holds a different search ({_difference(previous, wanted)}); "
                              "use another --out, or --force to replace it")
     started = time.time()
@@ -92,6 +102,8 @@ def run(args: argparse.Namespace, console) -> int:
         "evaluations": result.n_evals, "feasible": result.feasible, "objective": objective,
         "genotype": genotype.to_dict(), "text": genotype.to_text(), "history": list(result.history),
     }
+    if cfg.budget.latency_table is not None:
+        record["latency_table_sha1"] = table_digest(cfg)
     if cross is not None:
         record["cross_check"] = cross.to_dict()
     save_genotype(genotype, out / "genotype.json", design=design_of(cfg))
@@ -99,6 +111,12 @@ def run(args: argparse.Namespace, console) -> int:
     if cross is not None:
         print_cross_check(console, cross, title=f"{cfg.name}: GA vs continuous relaxation", returned=True)
     _show(console, cfg, genotype, args.build_check, scaled)
+    if cfg.budget.latency is not None:
+        from ..latency.profile import time_winner
+
+        record["latency"] = time_winner(genotype, cfg.budget, timed=not args.no_build)
+        atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
+        print_latency(console, record["latency"])
     console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{out / 'genotype.json'}[/]")
     return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
@@ -129,6 +147,13 @@ def _show(console, cfg, genotype, build: bool = False, scaled: bool = False) -> 
                   "`inspect` of this run checks the same budgets[/]")
     if build:
         print_verified(console, genotype)
+
+
+def table_digest(cfg) -> str | None:
+    """SHA-1 of the latency table's bytes: a resumed or re-measured table invalidates a cached search."""
+    if cfg.budget.latency_table is None:
+        return None
+    return hashlib.sha1(Path(cfg.budget.latency_table).read_bytes()).hexdigest()
 
 
 def _load_previous(path: Path):
