@@ -151,7 +151,7 @@ def _onnx(model, x, expected, tmp: Path, opset: int, say) -> tuple[str, float]:
     import onnxruntime
     import torch
 
-    torch.onnx.export(model, (x,), str(tmp), dynamo=True, external_data=False, input_names=["image"],
+    torch.onnx.export(model, (x,), str(tmp), dynamo=True, external_data=False, verbose=False, input_names=["image"],
                       output_names=["logits"], opset_version=opset, dynamic_shapes=({0: torch.export.Dim("batch")},))
     say("written; checking with onnx.checker and onnxruntime…")
     proto = onnx.load(str(tmp))
