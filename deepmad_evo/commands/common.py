@@ -57,7 +57,9 @@ def resolve_config(args: argparse.Namespace):
     elif params_scaled(args, cfg):
         params = cfg.budget.params * macs / cfg.budget.macs
     out = cfg.with_overrides(macs=macs, params=params, rho=args.rho, block=args.block, image_size=args.image_size,
-                             seed=args.seed, convention=args.convention)
+                             seed=args.seed, convention=args.convention,
+                             latency=None if args.latency is None else parse_time(args.latency, "--latency"),
+                             latency_table=args.latency_table)
     if args.params is not None and str(args.params).lower() == "off":
         out = replace(out, budget=replace(out.budget, params=None))
     if args.block is not None and set(cfg.template.blocks) != {args.block}:
