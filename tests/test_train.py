@@ -227,6 +227,7 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- DDP
+@pytest.mark.slow  # two torchrun processes plus a reference run: the longest test of the suite
 def test_ddp_gloo_two_processes_equal_one_process(tmp_path):
     """torchrun x2 (gloo) through the CLI == 1 process with 2 interleaved accumulation steps, same global batch.
 
