@@ -35,6 +35,10 @@ def test_every_zoo_model_is_registered():
     assert expected <= set(timm.list_models("deepmad*"))
     assert set(dtimm.MODEL_NAMES) == expected
     assert "deepmad_r50" in timm.list_models() and "deepmad_mb_29m" in timm.list_models()
+    # The authors' published networks too, without a doubled prefix.
+    assert {"deepmad_r50_published", "deepmad_29m_224_published"} <= set(timm.list_models("deepmad*"))
+    published = timm.create_model("deepmad_r50_published", num_classes=0)
+    assert published.genotype.stages == get_genotype("deepmad-r50-published").stages
 
 
 def test_issue_call_gives_timm_feature_list_net(one_thread):
