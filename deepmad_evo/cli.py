@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": "deepmad_evo.commands.evaluate",
     "cross-check": "deepmad_evo.commands.crosscheck",
     "profile": "deepmad_evo.commands.profile",
+    "presets": "deepmad_evo.commands.presets",
 }
 
 EXIT_USAGE = 2
@@ -35,6 +36,18 @@ EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
 # Longest error line printed (values inside are already cut by their raisers; this is the backstop).
 MAX_MESSAGE = 500
+
+EPILOG = """\
+Without a command, search runs:
+  deepmad-evo --budget 4.5G [--params 29M] [--config mb-29m] [--rho 0.5] [--block …] [--seed 0] [--out DIR]
+  --budget   MAC budget (K/M/G/T suffixes). Budgets are MACs, which the paper calls FLOPs.
+  --config   preset (r18, r34, r50, mb-29m, mb-50m, mb-89m, b0, mbv2, tiny) or a TOML file;
+             `deepmad-evo presets` lists them with their budgets and conventions.
+  All search options: deepmad-evo search --help.  Each command: deepmad-evo COMMAND --help.
+
+GENOTYPE arguments (inspect, build, export, train, cross-check) take a run directory, a genotype
+JSON, a text form, a reference structure file, or a zoo name (r50, mb-29m, deepmad-r50-published, …).
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,8 +73,14 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="deepmad-evo", description="Design CNNs the DeepMAD way: search a network for a budget "
-                     "(default command), inspect, build, export, train, cross-check and Pareto runs.")
+    from . import __version__
+
+    parser = _Parser(prog="deepmad-evo", formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Design CNNs the DeepMAD way: search a network for a budget "
+                     "(default command), inspect, build, export, train, cross-check and Pareto runs.",
+                     epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"deepmad-evo {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub)
@@ -110,7 +129,7 @@ def _main(argv) -> int:
     from rich.console import Console
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "search")
     args = build_parser().parse_args(argv)
     console = Console(highlight=False)

@@ -16,21 +16,35 @@ from ..io import atomic_write_text, clean_stale_temps, dumps_json, nan_to_none, 
 from ..limits import check_output
 from ..render import print_cross_check, print_latency, print_report
 from ..report import genotype_report
-from .common import add_search_options, add_train_options, resolve_config, resolve_train_config, search_run_dir
+from .common import (add_search_options, add_train_options, params_scaled, resolve_config, resolve_train_config,
+                     run_identity, search_run_dir)
 from .progress import cross_check_with_progress, print_verified, search_with_progress, train_genotype
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("search", help="search the best network for a budget (default command)")
-    add_search_options(p)
-    p.add_argument("--out", default=None, help="run directory (default runs/<config>-<budget>-s<seed>-<hash>)")
-    p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result")
+    p = sub.add_parser(
+        "search", help="search the best network for a budget (default command)",
+        description="Design the network with the highest DeepMAD objective under MAC/params budgets and ρ ≤ ρ0 "
+        "and write genotype.json and run.json into a run directory. Budgets are MACs (multiply-accumulates, the "
+        "paper's 'FLOPs'), counted in the preset's cost convention (see `presets` and docs/costs.md). Running the "
+        "same command again shows the stored result instantly.")
+    add_search_options(p, config_help="preset name (r18, r34, r50, mb-29m, mb-50m, mb-89m, b0, mbv2, tiny; list: "
+                                      "`presets`) or a TOML file; default mb-29m")
+    p.add_argument("--out", default=None, help="run directory (default runs/<label>-<budget>-s<seed>-<hash of every "
+                                               "option that changes the result>)")
+    p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result, "
+                                                        "or replace a different search stored there")
+    p.add_argument("--build-check", action="store_true",
+                   help="also build the winner with torch on CPU and check its live params/MACs against the closed "
+                        "form (a few seconds to a minute)")
     p.add_argument("--no-build", action="store_true",
-                   help="do not build the winner to verify its params/MACs (nor time it under a latency budget)")
+                   help="under a --latency budget, do not time the winner on this device (otherwise ignored: "
+                        "building is opt-in with --build-check)")
     p.add_argument("--train", action="store_true", help="then train the winner into OUT/train (flags as for `train`)")
     add_train_options(p, config_flag="--train-config")
     p.add_argument("--cross-check", action="store_true",
-                   help="cross-check the GA against the continuous relaxation (SLSQP); keep the better genotype")
+                   help="cross-check the GA against the continuous relaxation (SLSQP); keep the better genotype "
+                        "(a separate run: part of the run's identity)")
 
 
 def versions() -> dict:
@@ -41,24 +55,42 @@ def versions() -> dict:
             "pymoo": pymoo.__version__}
 
 
+def design_of(cfg) -> dict:
+    """What is stored with the genotype so that ``inspect`` checks it the way the search did."""
+    b, o = cfg.budget, cfg.objective
+    return {"preset": cfg.name, "convention": o.convention, "macs": b.macs, "params": b.params, "rho": b.rho,
+            "alpha": None if o.alpha is None else list(o.alpha), "beta": o.beta, "seed": cfg.search.seed}
+
+
 def run(args: argparse.Namespace, console) -> int:
+    from ..config import load_config
+
     cfg = resolve_config(args)
+    scaled = params_scaled(args, load_config(args.config))
     if args.cross_check and cfg.budget.latency is not None:
         raise ValueError("--cross-check: the continuous relaxation does not model latency; "
                          "expected no --cross-check with a --latency budget")
     if args.train:
         resolve_train_config(args)  # bad training flags fail now, not after the search
-    out = check_output(args.out if args.out else search_run_dir(cfg), "--out")
+    out = check_output(args.out if args.out else search_run_dir(cfg, args.cross_check), "--out")
     run_file = out / "run.json"
-    if not args.force:
-        previous = cached_result(out, cfg, args.cross_check, console)
-        if previous is not None:
-            genotype = previous["genotype"]
-            console.print(f"[dim]{escape(str(out))} already holds this search (same config and seed); showing it (--force to redo)[/]")
-            _show(console, cfg, genotype, not args.no_build)
+    wanted = run_identity(cfg, args.cross_check)
+    if run_file.is_file() and not args.force:
+        previous = _load_previous(run_file)
+        same = previous is not None and _identity_of(previous) == wanted
+        if same and previous.get("latency_table_sha1") == table_digest(cfg):
+            from ..genotype import Genotype
+
+            genotype = Genotype.from_dict(previous["genotype"])
+            console.print(f"[dim]{escape(str(out))} already holds this search (same options and seed); showing it (--force to redo)[/]")
+            _show(console, cfg, genotype, args.build_check, scaled)
             if previous.get("latency"):
                 print_latency(console, previous["latency"])
             return train_genotype(genotype, args, console, out / "train") if args.train else 0
+        # The same search with a re-measured latency table is stale: it is redone in place.
+        if previous is not None and previous.get("command") == "search" and not same:
+            raise ValueError(f"--out: {out} holds a different search ({_difference(previous, wanted)}); "
+                             "use another --out, or --force to replace it")
     clean_stale_temps(out)
     started = time.time()
     result = search_with_progress(cfg, console)
@@ -68,20 +100,20 @@ def run(args: argparse.Namespace, console) -> int:
         genotype = cross.best_genotype
         objective = cross.rounded_objective if cross.improved else objective
     record = {
-        "format": RUN_FORMAT, "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
-        "versions": versions(), "started": started, "wall_seconds": result.seconds, "evaluations": result.n_evals,
-        "feasible": result.feasible, "objective": objective, "genotype": genotype.to_dict(),
-        "text": genotype.to_text(), "history": nan_to_none(list(result.history)),
+        "format": "deepmad-evo/run/1", "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
+        "identity": wanted, "versions": versions(), "started": started, "wall_seconds": result.seconds,
+        "evaluations": result.n_evals, "feasible": result.feasible, "objective": objective,
+        "genotype": genotype.to_dict(), "text": genotype.to_text(), "history": nan_to_none(list(result.history)),
     }
     if cfg.budget.latency_table is not None:
         record["latency_table_sha1"] = table_digest(cfg)
     if cross is not None:
         record["cross_check"] = cross.to_dict()
-    save_genotype(genotype, out / "genotype.json")
+    save_genotype(genotype, out / "genotype.json", design=design_of(cfg))
     atomic_write_text(run_file, dumps_json(record, indent=1) + "\n")
     if cross is not None:
         print_cross_check(console, cross, title=f"{escape(cfg.name)}: GA vs continuous relaxation", returned=True)
-    _show(console, cfg, genotype, not args.no_build)
+    _show(console, cfg, genotype, args.build_check, scaled)
     if cfg.budget.latency is not None:
         from ..latency.profile import time_winner
 
@@ -92,9 +124,30 @@ def run(args: argparse.Namespace, console) -> int:
     return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
 
-def _show(console, cfg, genotype, build: bool = True) -> None:
+def _identity_of(record: dict) -> dict:
+    # Runs written before the identity was recorded: a plain search unless it holds a cross-check.
+    return record.get("identity") or {"config": record.get("config"), "cross_check": "cross_check" in record}
+
+
+def _difference(previous: dict, wanted: dict) -> str:
+    old = _identity_of(previous)
+    if old.get("cross_check") != wanted["cross_check"]:
+        return "with --cross-check" if old.get("cross_check") else "without --cross-check"
+    a, b = old.get("config") or {}, wanted["config"]
+    keys = [f"{k}.{kk}" for k in b if isinstance(b[k], dict) and isinstance(a.get(k), dict)
+            for kk in b[k] if a[k].get(kk) != b[k][kk]] + [k for k in b if not isinstance(b[k], dict) and a.get(k) != b[k]]
+    return "differs in " + ", ".join(keys[:4]) if keys else "other options"
+
+
+def _show(console, cfg, genotype, build: bool = False, scaled: bool = False) -> None:
     report = genotype_report(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention, cfg.budget)
     print_report(console, report, title=f"{escape(cfg.name)}: best network")
+    b = cfg.budget
+    if scaled:
+        console.print(f"[dim]params budget {b.params / 1e6:.2f} M: the preset's params budget scaled with --budget "
+                      "(same params/MACs ratio; --params sets it)[/]")
+    console.print(f"[dim]budgets checked in the {cfg.objective.convention} convention (MACs, the paper's 'FLOPs'); "
+                  "`inspect` of this run checks the same budgets[/]")
     if build:
         print_verified(console, genotype)
 
@@ -106,48 +159,15 @@ def table_digest(cfg) -> str | None:
     return hashlib.sha1(Path(cfg.budget.latency_table).read_bytes()).hexdigest()
 
 
-RUN_FORMAT = "deepmad-evo/run/1"
-
-
-def cached_result(out: Path, cfg, cross_check: bool, console) -> dict | None:
-    """The record of a finished search of this config in ``out``, verified (its ``genotype`` a
-    ``Genotype``); ``None`` to search (again).
-
-    run.json is the completion record (written last). A damaged one means the search runs again
-    (said in one line); a missing, damaged or different genotype.json beside a good run.json is
-    rewritten from run.json.
-    """
-    from ..genotype import Genotype, load_genotype
-
-    run_file = out / "run.json"
-    if not run_file.exists():
-        return None
-
-    def again(why):
-        console.print(f"[yellow]run.json: {escape(why)}; searching again[/]")
+def _load_previous(path: Path) -> dict | None:
+    """A previous run record that can be shown again (parseable, bounded, with a valid genotype), else None."""
+    from ..genotype import Genotype
 
     try:
-        previous = read_json(run_file)
-    except ValueError as exc:
-        again(str(exc).split(": ", 1)[-1])
-        return None
-    if not isinstance(previous, dict) or previous.get("format") != RUN_FORMAT:
-        again(f"not a {RUN_FORMAT} record")
-        return None
-    if (previous.get("config") != cfg.to_dict() or previous.get("latency_table_sha1") != table_digest(cfg)
-            or (cross_check and "cross_check" not in previous)):
-        return None
-    try:
-        genotype = Genotype.from_dict(previous.get("genotype"))
-    except ValueError as exc:
-        again(f"damaged ({str(exc)[:100]})")
-        return None
-    path = out / "genotype.json"
-    try:
-        same = load_genotype(path) == genotype
+        previous = read_json(path)
+        if isinstance(previous, dict):
+            Genotype.from_dict(previous.get("genotype"))
+            return previous
     except ValueError:
-        same = False
-    if not same:
-        save_genotype(genotype, path)
-        console.print("[yellow]genotype.json was missing, damaged or not the one in run.json: rewritten from run.json[/]")
-    return {**previous, "genotype": genotype}
+        pass
+    return None

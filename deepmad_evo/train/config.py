@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ..limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_SEED
+from ..resources import recipe_dir
 from ..schema import ConfigError, boolean, choice, integer, number, read_toml, sequence, string
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
+CONFIG_DIR = recipe_dir()
 DEFAULT_PRESET = "imagenet"
 DATASETS = ("imagefolder", "cifar100", "fake")
 CROPS = ("resized", "padded", "center")
