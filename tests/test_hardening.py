@@ -281,22 +281,6 @@ def finished_search(tmp_path_factory):
     return out, (out / "run.json").read_text(), load_genotype(out / "genotype.json")
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "other"])
-def test_cached_result_with_a_bad_genotype_file_is_rewritten(finished_search, tmp_path, capsys, damage):
-    src, record, genotype = finished_search
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "run.json").write_text(record)
-    if damage == "truncated":
-        (out / "genotype.json").write_text(genotype.to_json()[:50])
-    elif damage == "other":
-        save_genotype(Genotype.from_text(TINY), out / "genotype.json")
-    assert _search(out) == 0
-    text = capsys.readouterr().out
-    assert "already holds this search" in text and "rewritten from run.json" in text
-    assert load_genotype(out / "genotype.json") == genotype
-
-
 @pytest.mark.parametrize("content", ["[1, 2]", '{"format": "deepmad-evo/run/1"', "\x00\x01binary",
                                      '{"format": "deepmad-evo/run/1", "config": null}'])
 def test_damaged_run_record_searches_again(finished_search, tmp_path, capsys, content):
