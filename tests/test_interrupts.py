@@ -108,7 +108,9 @@ def test_sigkill_of_a_search_leaves_no_worker_and_a_rerun_completes(tmp_path):
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     record = json.loads((out / "run.json").read_text(), parse_constant=pytest.fail)
-    assert record["genotype"] == json.loads((out / "genotype.json").read_text())
+    from deepmad_evo.genotype import Genotype, load_genotype
+
+    assert Genotype.from_dict(record["genotype"]) == load_genotype(out / "genotype.json")
     assert _no_temp_files(out) == []
 
 
