@@ -90,6 +90,8 @@ class SearchConfig:
     perturbations: int = 25
     finish: int = 25
     local_search: bool = True
+    relax: int = 1
+    relax_evaluations: int = 150
     seed: int = 0
 
 
@@ -108,7 +110,8 @@ class Config:
         """The search effort of this config (``overrides`` replace single fields, e.g. ``jobs=1``)."""
         s = self.search
         fields = dict(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts, chains=s.chains,
-                      perturbations=s.perturbations, finish=s.finish, local_search=s.local_search)
+                      perturbations=s.perturbations, finish=s.finish, local_search=s.local_search,
+                      relax=s.relax, relax_evaluations=s.relax_evaluations)
         return SearchSettings(**{**fields, **overrides})
 
     def search_space(self) -> SearchSpace:
@@ -306,7 +309,8 @@ def load_config(source: str | Path | None = None) -> Config:
     objective = ObjectiveConfig(**o)
     s = _take(top.get("search", {}), "search", {
         "pop_size": _pos_int, "generations": _pos_int, "restarts": _pos_int, "chains": _pos_int,
-        "perturbations": _int_, "finish": _int_, "local_search": _bool, "seed": _int_}, src)
+        "perturbations": _int_, "finish": _int_, "local_search": _bool, "relax": _int_,
+        "relax_evaluations": _pos_int, "seed": _int_}, src)
     cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchConfig(**s))
     try:
         cfg.validate()

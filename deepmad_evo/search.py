@@ -56,6 +56,8 @@ class SearchSettings:
     perturbations: int = 25
     chains: int = 6
     finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
+    relax: int = 1  # relaxation steps (dive to integral depths, round, polish): chain winners with distinct kernels
+    relax_evaluations: int = 150  # SLSQP evaluations per node of a relaxation step's dive
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
     jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
 
@@ -224,18 +226,22 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     best_x, best_f = outcomes[best][0], outcomes[best][1]
     history = [h for o in outcomes for h in o[2]]
     n_evals = sum(o[3] for o in outcomes)
+    moves = neighbourhood(space.n_var, pairs=settings.pair_steps)
+
+    def log(info):
+        info["chain"] = settings.chains
+        history.append(info)
+        report(info)
+
+    if settings.local_search and settings.relax:
+        best_x, best_f, n = _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log)
+        n_evals += n
     if settings.local_search and settings.finish:
         # One more perturbation run from the overall best: chains end in nearby basins that differ
         # in how depth is split between stages, and a last kick from the winner often joins them.
         finisher_seed = int(np.random.SeedSequence([seed, settings.chains]).generate_state(1)[0])
-
-        def log(info):
-            info["chain"] = settings.chains
-            history.append(info)
-            report(info)
-
         n0 = problem.n_evals
-        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, neighbourhood(space.n_var, pairs=settings.pair_steps),
+        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves,
                                              replace(settings, perturbations=settings.finish),
                                              np.random.default_rng(finisher_seed), log)
         n_evals += problem.n_evals - n0
@@ -245,6 +251,33 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     _, G = problem.evaluate_vectors(best_x[None])
     return SearchResult(genotype, best_x, float(evaluation.objective), evaluation, bool(_violation(G)[0] <= 0),
                         history, n_evals, time.perf_counter() - t0, seed, convention, budget)
+
+
+def _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log):
+    """Relaxation steps (``relax.relaxation_step``) from the best chain results with distinct kernels.
+
+    Chains agree on kernels far more often than on depths; the relaxation re-balances depths and
+    widths together for fixed kernels, which the integer moves reach only through lucky kicks.
+    Returns the best (x, objective) and the number of evaluations spent.
+    """
+    from .relax import relaxation_step  # relax imports this module
+
+    S = problem.space.num_stages
+    kcols = slice(1 + 2 * S, 1 + 3 * S)
+    seen, starts = set(), []
+    for c in sorted(range(len(outcomes)), key=lambda c: (-outcomes[c][1], c)):
+        kernels = tuple(outcomes[c][0][kcols])
+        if np.isfinite(outcomes[c][1]) and kernels not in seen:
+            seen.add(kernels)
+            starts.append(outcomes[c][0])
+    n0 = problem.n_evals
+    for step, x in enumerate(starts[: settings.relax]):
+        found = relaxation_step(problem, x, moves, settings.relax_evaluations, seed=seed + step)
+        if found is not None and found[1] > best_f:
+            best_x, best_f = found
+        log({"phase": "polish", "step": step, "total": settings.relax, "best_objective": float(best_f),
+             "feasible_fraction": 1.0, "n_evals": problem.n_evals})
+    return best_x, best_f, problem.n_evals - n0
 
 
 def _parallel_chains(args, chain_seeds, jobs, report):
