@@ -6,9 +6,10 @@ so 15.4 G gets 99.2 M); a config with a params budget but no MAC budget keeps it
 constant; one with neither has no params budget. ρ0, max layers and the monotone-channel switch
 come from the config and are the same at every point.
 
-Determinism. The search of a point is seeded from the run seed and the point's budget values
-(``budget_seed``), never from a worker index or the order of completion, so ``jobs`` changes the
-wall time only. Workers run in a ``forkserver`` (or ``spawn``) context; ``jobs = 1`` runs in-process.
+Determinism. The search of a point uses the run seed and the standalone search's settings, so it
+returns what ``run.py search`` with that budget and seed returns; the sweep is seeded from the run
+seed and its range (``budget_seed``); nothing depends on a worker index or the order of
+completion, so ``jobs`` changes the wall time only. Workers run in a ``forkserver`` (or ``spawn``) context; ``jobs = 1`` runs in-process.
 
 Monotonicity. Independent searches can end with a larger budget scoring lower than a smaller one
 (the larger space is harder to search). Each point therefore reports the best of *all* searched
@@ -168,18 +169,14 @@ def budget_seed(seed: int, point: BudgetPoint | Sweep | str) -> int:
     return int(digest[:8], 16) & 0x7FFFFFFF
 
 
-PARETO_MAX_CHAINS = 3
-
-
 def search_settings(cfg: Config) -> SearchSettings:
-    """The per-budget search effort of a config.
+    """The per-budget search effort of a config: the standalone search's, so both give one answer.
 
-    The parallelism of a Pareto run goes across budgets, so each search runs its chains in its
-    own process (``jobs=1``) and at most ``PARETO_MAX_CHAINS`` of them: five budgets at full
-    effort would cost ~60 CPU-seconds; the monotone carry-over between budgets makes up for the
-    shorter searches.
+    A Pareto point and ``run.py search`` with the same template, budgets, seed and settings
+    return the same genotype. The parallelism of a Pareto run goes across budgets, so each
+    search runs its chains in its own process (``jobs=1``; the result never depends on ``jobs``).
     """
-    return cfg.search_settings(chains=min(cfg.search.chains, PARETO_MAX_CHAINS), jobs=1)
+    return cfg.search_settings(jobs=1)
 
 
 def point_budget(cfg: Config, macs: float | None, params: float | None) -> Budget:
@@ -235,7 +232,8 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
     Args:
         cfg: the run configuration.
         point: the budget point.
-        seed: the run seed (the search's own seed is ``budget_seed(seed, point)``).
+        seed: the run seed, which is also the search's seed: the point is what the standalone
+            search with this budget and seed returns.
         path: where the record goes (atomically); ``None`` writes nothing.
         report: called with ``{"event": "progress", "label", "fraction", "best_objective"}``.
 
@@ -253,7 +251,7 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
         last[0] = f
         report({"event": "progress", "label": label, "fraction": f, "best_objective": info.get("best_objective")})
 
-    search_seed = budget_seed(seed, point)
+    search_seed = seed
     cpu0 = time.process_time()
     try:
         result = run_search(cfg.search_space(), point_budget(cfg, point.macs, point.params),

@@ -56,7 +56,7 @@ class SearchSettings:
     perturbations: int = 25
     chains: int = 6
     finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
-    relax: int = 1  # relaxation steps (dive to integral depths, round, polish): chain winners with distinct kernels
+    relax: bool = True  # each chain: relaxation step after its polish (dive to integral depths, round, polish)
     relax_evaluations: int = 150  # SLSQP evaluations per node of a relaxation step's dive
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
     jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
@@ -233,9 +233,6 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
         history.append(info)
         report(info)
 
-    if settings.local_search and settings.relax:
-        best_x, best_f, n = _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log)
-        n_evals += n
     if settings.local_search and settings.finish:
         # One more perturbation run from the overall best: chains end in nearby basins that differ
         # in how depth is split between stages, and a last kick from the winner often joins them.
@@ -251,33 +248,6 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     _, G = problem.evaluate_vectors(best_x[None])
     return SearchResult(genotype, best_x, float(evaluation.objective), evaluation, bool(_violation(G)[0] <= 0),
                         history, n_evals, time.perf_counter() - t0, seed, convention, budget)
-
-
-def _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log):
-    """Relaxation steps (``relax.relaxation_step``) from the best chain results with distinct kernels.
-
-    Chains agree on kernels far more often than on depths; the relaxation re-balances depths and
-    widths together for fixed kernels, which the integer moves reach only through lucky kicks.
-    Returns the best (x, objective) and the number of evaluations spent.
-    """
-    from .relax import relaxation_step  # relax imports this module
-
-    S = problem.space.num_stages
-    kcols = slice(1 + 2 * S, 1 + 3 * S)
-    seen, starts = set(), []
-    for c in sorted(range(len(outcomes)), key=lambda c: (-outcomes[c][1], c)):
-        kernels = tuple(outcomes[c][0][kcols])
-        if np.isfinite(outcomes[c][1]) and kernels not in seen:
-            seen.add(kernels)
-            starts.append(outcomes[c][0])
-    n0 = problem.n_evals
-    for step, x in enumerate(starts[: settings.relax]):
-        found = relaxation_step(problem, x, moves, settings.relax_evaluations, seed=seed + step)
-        if found is not None and found[1] > best_f:
-            best_x, best_f = found
-        log({"phase": "polish", "step": step, "total": settings.relax, "best_objective": float(best_f),
-             "feasible_fraction": 1.0, "n_evals": problem.n_evals})
-    return best_x, best_f, problem.n_evals - n0
 
 
 def _parallel_chains(args, chain_seeds, jobs, report):
@@ -346,8 +316,18 @@ def _chain(space, budget, alpha, beta, convention, settings, seed, chain, report
             x, fx = local_search(problem, X[i], moves)
             if fx > best_f:
                 best_x, best_f = x, fx
+        if settings.relax and np.isfinite(best_f):
+            best_x, best_f = _relaxation_step(problem, best_x, best_f, moves, settings, seed)
         best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves, settings, rng, log)
     return best_x, float(best_f), history, problem.n_evals
+
+
+def _relaxation_step(problem, x, fx, moves, settings, seed):
+    """``relax.relaxation_step`` from the chain's polished best: depths and widths re-balanced together."""
+    from .relax import relaxation_step  # relax imports this module
+
+    found = relaxation_step(problem, x, moves, settings.relax_evaluations, seed=seed % 2**31)
+    return found if found is not None and found[1] > fx else (x, fx)
 
 
 def _perturb_and_polish(problem, x, fx, moves, settings, rng, log):
