@@ -91,7 +91,7 @@ class SearchConfig:
     perturbations: int = 25
     finish: int = 25
     local_search: bool = True
-    relax: bool = True
+    relax: int = 2
     relax_evaluations: int = 150
     seed: int = 0
 
@@ -302,7 +302,7 @@ def load_config(source: str | Path | None = None) -> Config:
     objective = ObjectiveConfig(**o)
     s = _take(top.get("search", {}), "search", {
         "pop_size": _pos_int, "generations": _pos_int, "restarts": _pos_int, "chains": _pos_int,
-        "perturbations": _int_, "finish": _int_, "local_search": _bool, "relax": _bool,
+        "perturbations": _int_, "finish": _int_, "local_search": _bool, "relax": _int_,
         "relax_evaluations": _pos_int, "seed": _int_}, src)
     cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchConfig(**s))
     try:

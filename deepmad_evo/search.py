@@ -56,7 +56,7 @@ class SearchSettings:
     perturbations: int = 25
     chains: int = 6
     finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
-    relax: bool = True  # each chain: relaxation step after its polish (dive to integral depths, round, polish)
+    relax: int = 2  # relaxation steps (dive to integral depths, round, polish) from this many chain winners
     relax_evaluations: int = 150  # SLSQP evaluations per node of a relaxation step's dive
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
     jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
@@ -233,6 +233,9 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
         history.append(info)
         report(info)
 
+    if settings.local_search and settings.relax:
+        best_x, best_f, n = _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log)
+        n_evals += n
     if settings.local_search and settings.finish:
         # One more perturbation run from the overall best: chains end in nearby basins that differ
         # in how depth is split between stages, and a last kick from the winner often joins them.
@@ -248,6 +251,32 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     _, G = problem.evaluate_vectors(best_x[None])
     return SearchResult(genotype, best_x, float(evaluation.objective), evaluation, bool(_violation(G)[0] <= 0),
                         history, n_evals, time.perf_counter() - t0, seed, convention, budget)
+
+
+def _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log):
+    """Relaxation steps (``relax.relaxation_step``) from the ``settings.relax`` best distinct chain results.
+
+    The relaxation re-balances depths and widths together for fixed kernels, a move the integer
+    neighbourhood reaches only through lucky kicks. Returns the best (x, objective) and the number
+    of evaluations spent.
+    """
+    from .relax import relaxation_step  # relax imports this module
+
+    seen, starts = set(), []
+    for c in sorted(range(len(outcomes)), key=lambda c: (-outcomes[c][1], c)):  # best first, ties by chain
+        x = outcomes[c][0]
+        if np.isfinite(outcomes[c][1]) and tuple(x) not in seen:
+            seen.add(tuple(x))
+            starts.append(x)
+    n0 = problem.n_evals
+    for step in range(settings.relax):  # one progress event per step, also when chains agree
+        found = None if step >= len(starts) else relaxation_step(problem, starts[step], moves,
+                                                                 settings.relax_evaluations, seed=seed % 2**31 + step)
+        if found is not None and found[1] > best_f:
+            best_x, best_f = found
+        log({"phase": "polish", "step": step, "total": settings.relax, "best_objective": float(best_f),
+             "feasible_fraction": 1.0, "n_evals": problem.n_evals})
+    return best_x, best_f, problem.n_evals - n0
 
 
 def _parallel_chains(args, chain_seeds, jobs, report):
@@ -316,18 +345,8 @@ def _chain(space, budget, alpha, beta, convention, settings, seed, chain, report
             x, fx = local_search(problem, X[i], moves)
             if fx > best_f:
                 best_x, best_f = x, fx
-        if settings.relax and np.isfinite(best_f):
-            best_x, best_f = _relaxation_step(problem, best_x, best_f, moves, settings, seed)
         best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves, settings, rng, log)
     return best_x, float(best_f), history, problem.n_evals
-
-
-def _relaxation_step(problem, x, fx, moves, settings, seed):
-    """``relax.relaxation_step`` from the chain's polished best: depths and widths re-balanced together."""
-    from .relax import relaxation_step  # relax imports this module
-
-    found = relaxation_step(problem, x, moves, settings.relax_evaluations, seed=seed % 2**31)
-    return found if found is not None and found[1] > fx else (x, fx)
 
 
 def _perturb_and_polish(problem, x, fx, moves, settings, rng, log):
