@@ -15,7 +15,6 @@ never by wall time, so the same seed gives the same result on every machine.
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing as mp
 import os
 import threading
@@ -34,6 +33,8 @@ from pymoo.operators.repair.rounding import RoundingRepair
 
 from .genotype import Genotype
 from .objective import DEFAULT_BETA, Evaluation, evaluate
+from .polish import local_search, neighbourhood
+from .polish import violation as _violation
 from .problem import Budget, DeepMADProblem, MonotoneRepair
 from .space import SearchSpace
 
@@ -85,10 +86,6 @@ def smallest_network(space: SearchSpace) -> np.ndarray:
     return xl.copy()
 
 
-def _violation(G: np.ndarray) -> np.ndarray:
-    return np.maximum(G, 0.0).sum(axis=1)
-
-
 def _budget_violation(problem: DeepMADProblem, G: np.ndarray) -> np.ndarray:
     """Violation of the size budgets only (MACs, params, layers): these grow with every variable."""
     cols = [i for i, n in enumerate(problem.budget.names) if n in ("macs", "params", "max_layers")]
@@ -135,39 +132,6 @@ def feasible_samples(problem: DeepMADProblem, n: int, rng: np.random.Generator, 
         Y = np.concatenate([y for _, y in spare])
         X = np.concatenate([X, Y[np.argsort(cv, kind="stable")[: n - len(X)]]])
     return X
-
-
-def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
-    """Move matrix: every single-variable step ±s and every two-variable trade (±a, ±b)."""
-    moves = []
-    eye = np.eye(n_var, dtype=np.int64)
-    for i in range(n_var):
-        for s in singles:
-            moves += [s * eye[i], -s * eye[i]]
-    for i, j in itertools.combinations(range(n_var), 2):
-        for a, b in itertools.product(pairs, pairs):
-            for si, sj in itertools.product((1, -1), (1, -1)):
-                moves.append(si * a * eye[i] + sj * b * eye[j])
-    return np.array(moves, dtype=np.int64)
-
-
-def local_search(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_iter: int = 500):
-    """Best-improvement integer local search from a feasible ``x``; returns (x, objective)."""
-    space = problem.space
-    xl, xu = space.bounds
-    ev, G = problem.evaluate_vectors(x[None])
-    best = ev.objective[0] if _violation(G)[0] <= 0 else -np.inf
-    for _ in range(max_iter):
-        N = np.clip(x + moves, xl, xu)
-        if problem.budget.monotone:
-            N = space.repair_monotone(N)
-        ev, G = problem.evaluate_vectors(N)
-        f = np.where(_violation(G) <= 0, ev.objective, -np.inf)
-        k = int(np.argmax(f))
-        if not f[k] > best + 1e-9:
-            break
-        x, best = N[k], f[k]
-    return x, best
 
 
 def _ga(problem: DeepMADProblem, X0: np.ndarray, settings: SearchSettings, seed: int, on_generation) -> Population:
@@ -260,7 +224,7 @@ def _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, 
     neighbourhood reaches only through lucky kicks. Returns the best (x, objective) and the number
     of evaluations spent.
     """
-    from .relax import relaxation_step  # relax imports this module
+    from .relax.step import relaxation_step  # relax imports this module's SearchResult
 
     seen, starts = set(), []
     for c in sorted(range(len(outcomes)), key=lambda c: (-outcomes[c][1], c)):  # best first, ties by chain

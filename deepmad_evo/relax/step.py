@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..problem import DeepMADProblem
-from ..search import local_search
+from ..polish import local_search
 from .depth_bound import depth_dive
 from .relaxation import FEASIBILITY_TOLERANCE, Relaxation
 from .rounding import round_and_repair
