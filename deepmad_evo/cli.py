@@ -19,7 +19,9 @@ COMMANDS = {
     "build": "deepmad_evo.commands.build",
     "export": "deepmad_evo.commands.export",
     "train": "deepmad_evo.commands.train",
+    "evaluate": "deepmad_evo.commands.evaluate",
     "cross-check": "deepmad_evo.commands.crosscheck",
+    "profile": "deepmad_evo.commands.profile",
 }
 
 EXIT_USAGE = 2

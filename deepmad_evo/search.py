@@ -87,8 +87,8 @@ def smallest_network(space: SearchSpace) -> np.ndarray:
 
 
 def _budget_violation(problem: DeepMADProblem, G: np.ndarray) -> np.ndarray:
-    """Violation of the size budgets only (MACs, params, layers): these grow with every variable."""
-    cols = [i for i, n in enumerate(problem.budget.names) if n in ("macs", "params", "max_layers")]
+    """Violation of the size budgets only (MACs, params, layers, latency): these grow with every variable."""
+    cols = [i for i, n in enumerate(problem.budget.names) if n in ("macs", "params", "max_layers", "latency")]
     return _violation(G[:, cols]) if cols else np.zeros(len(G))
 
 
@@ -227,7 +227,10 @@ def _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, 
     from .relax.step import relaxation_step  # relax imports this module's SearchResult
 
     seen, starts = set(), []
-    for c in sorted(range(len(outcomes)), key=lambda c: (-outcomes[c][1], c)):  # best first, ties by chain
+    # The relaxation has no latency model: with a latency budget its optimum ignores the binding
+    # constraint, so the step is skipped (its progress events still come).
+    candidates = [] if problem.budget.latency is not None else range(len(outcomes))
+    for c in sorted(candidates, key=lambda c: (-outcomes[c][1], c)):  # best first, ties by chain
         x = outcomes[c][0]
         if np.isfinite(outcomes[c][1]) and tuple(x) not in seen:
             seen.add(tuple(x))
@@ -362,6 +365,9 @@ def _check_feasible(problem: DeepMADProblem, X0: np.ndarray) -> None:
                  f"params {ev.params[0]:.4g}" + ("" if b.params is None else f" (budget {b.params:.4g})")]
         if b.max_layers is not None:
             parts.append(f"layers {ev.layers[0]} (max {b.max_layers})")
+        if b.latency is not None:
+            lat = problem.latency.predict_population(problem.space.template, *problem.space.decode(x[None]))[0]
+            parts.append(f"predicted latency {lat * 1e3:.4g} ms (budget {b.latency * 1e3:.4g} ms)")
         raise InfeasibleBudgetError(
             "budget: infeasible; the smallest network this space allows has " + ", ".join(parts)
             + f" ({problem.convention} convention)"
