@@ -31,7 +31,7 @@ def _branch(relax: Relaxation, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, ma
             lo_c[di[i]] = math.ceil(d[i])
         zc, _ = relax.solve(z, lower=lo_c, upper=hi_c, max_evaluations=max_evaluations)
         feasible = bool(relax.violation(zc)[0] <= FEASIBILITY_TOLERANCE)
-        children.append((float(relax.evaluate(zc[None], gradients=False).objective[0]), feasible, lo_c, hi_c, zc))
+        children.append((float(relax.values(zc[None], gradients=False).objective[0]), feasible, lo_c, hi_c, zc))
     return children
 
 
@@ -41,7 +41,7 @@ def too_large(relax: Relaxation, lower: np.ndarray) -> bool:
     MACs, params and layers grow with every width and depth, so when the node's smallest corner
     breaks a size budget, every point of the node does: a certificate, unlike an SLSQP failure.
     """
-    G = relax.evaluate(np.maximum(lower, relax.lower)[None], gradients=False).constraints[0, relax.size_columns]
+    G = relax.values(np.maximum(lower, relax.lower)[None], gradients=False).constraints[0, relax.size_columns]
     return bool(np.any(G > FEASIBILITY_TOLERANCE))
 
 
@@ -103,7 +103,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     """
     t0 = time.perf_counter()
     di = relax.i_depth
-    root = float(relax.evaluate(z_root[None], gradients=False).objective[0])
+    root = float(relax.values(z_root[None], gradients=False).objective[0])
     heap = [(-root, 0, relax.lower.copy(), relax.upper.copy(), z_root)]
     count = nodes = infeasible = too_big = 0
     gap_pruned = False
