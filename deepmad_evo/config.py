@@ -290,8 +290,8 @@ def load_config(source: str | Path | None = None) -> Config:
         "polish_top": integer(1, limits.MAX_COUNT), "perturbations": integer(0, limits.MAX_COUNT),
         "finish": integer(0, limits.MAX_COUNT), "local_search": boolean, "pair_steps": sequence(_POS),
         "crossover_prob": number(0, 1), "crossover_eta": number(0, open_low=True),
-        "mutation_eta": number(0, open_low=True), "seed": integer(0, limits.MAX_SEED),
-        "jobs": integer(0, 4096)}, src)
+        "mutation_eta": number(0, open_low=True), "relax": integer(0, limits.MAX_COUNT), "relax_evaluations": _POS,
+        "seed": integer(0, limits.MAX_SEED), "jobs": integer(0, 4096)}, src)
     c = take(top.get("crosscheck", {}), "crosscheck", {
         "starts": integer(0), "tolerance": number(0, 1, open_low=True, open_high=True), "maxiter": _POS,
         "polish_iterations": integer(0), "polish_starts": _POS}, src)

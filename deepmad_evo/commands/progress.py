@@ -27,7 +27,7 @@ def search_with_progress(cfg, console):
     with Progress(*columns, console=console, transient=False) as progress:
         n = settings.chains
         ga = progress.add_task(f"GA ×{n} chains", total=n * settings.restarts * settings.generations, best="-", feas="-")
-        polish = progress.add_task("polish", total=(n * settings.perturbations + settings.finish)
+        polish = progress.add_task("polish", total=(n * settings.perturbations + settings.relax + settings.finish)
                                    if settings.local_search else 0,
                                    best="-", feas="-", visible=settings.local_search)
         best = {}
