@@ -177,6 +177,20 @@ def test_showing_a_cached_result_imports_no_torch(tiny_run):
     assert "already holds this search" in p.stdout and p.stdout.strip().endswith("NO-TORCH 0")
 
 
+def test_a_missing_cached_genotype_is_rebuilt_without_torch(tiny_run, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_bytes((tiny_run / "run.json").read_bytes())
+    code = ("import sys; from deepmad_evo.cli import main; "
+            f"status = main(['--config', 'tiny', '--convention', 'tinynas', '--out', {str(out)!r}]); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', status)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "already holds this search" in p.stdout and "genotype.json was missing: rebuilt it" in p.stdout
+    assert p.stdout.strip().endswith("NO-TORCH 0")
+    assert (out / "genotype.json").read_bytes() == (tiny_run / "genotype.json").read_bytes()
+
+
 # ---------------------------------------------------------------- budgets and presets
 
 def test_budget_alone_scales_the_params_budget_like_pareto():

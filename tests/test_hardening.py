@@ -293,6 +293,44 @@ def test_damaged_run_record_searches_again(finished_search, tmp_path, capsys, co
     assert json.loads((out / "run.json").read_text())["genotype"] == genotype.to_dict()
 
 
+def _other_network(genotype):
+    from dataclasses import replace
+
+    return replace(genotype, stem=replace(genotype.stem, out=genotype.stem.out + 8))
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "other network"])
+def test_a_damaged_cached_genotype_is_rebuilt_from_the_run_record(finished_search, tmp_path, capsys, damage):
+    src, record, genotype = finished_search
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(record)
+    if damage == "garbage":
+        (out / "genotype.json").write_bytes(b"\x00\xff{garbage")
+    elif damage == "other network":
+        save_genotype(_other_network(genotype), out / "genotype.json")
+    assert _search(out) == 0
+    shown = capsys.readouterr().out
+    assert "already holds this search" in shown  # not searched again: run.json is sound
+    assert "genotype.json" in shown and "rebuilt it from run.json" in shown
+    assert load_genotype(out / "genotype.json") == genotype
+    assert json.loads((out / "genotype.json").read_text())["design"]["preset"] == "tiny"
+    assert (out / "run.json").read_text() == record
+    assert not list(out.glob(".*.tmp"))
+    assert _search(out) == 0 and "rebuilt" not in capsys.readouterr().out  # sound now: shown as is
+
+
+def test_a_damaged_run_record_with_a_damaged_genotype_searches_again(finished_search, tmp_path):
+    src, record, genotype = finished_search
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(record[: len(record) // 2])
+    (out / "genotype.json").write_bytes(b"\x00\xff{garbage")
+    assert _search(out) == 0
+    assert load_genotype(out / "genotype.json") == genotype
+    assert json.loads((out / "run.json").read_text())["genotype"] == genotype.to_dict()
+
+
 def test_run_record_holds_strict_json(finished_search):
     _, record, _ = finished_search
     json.loads(record, parse_constant=lambda c: pytest.fail(f"{c} in run.json"))

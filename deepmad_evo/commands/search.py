@@ -83,6 +83,10 @@ def run(args: argparse.Namespace, console) -> int:
 
             genotype = Genotype.from_dict(previous["genotype"])
             console.print(f"[dim]{escape(str(out))} already holds this search (same options and seed); showing it (--force to redo)[/]")
+            problem = _cache_problem(out / "genotype.json", genotype)
+            if problem is not None:
+                save_genotype(genotype, out / "genotype.json", design=design_of(cfg))
+                console.print(f"[yellow]genotype.json {problem}: rebuilt it from run.json[/]")
             _show(console, cfg, genotype, args.build_check, scaled)
             if previous.get("latency"):
                 print_latency(console, previous["latency"])
@@ -171,3 +175,16 @@ def _load_previous(path: Path) -> dict | None:
     except ValueError:
         pass
     return None
+
+
+def _cache_problem(path: Path, genotype) -> str | None:
+    """Why the cached ``genotype.json`` cannot stand for ``genotype`` (run.json's), or None when it is sound."""
+    from ..genotype import Genotype
+
+    if not path.exists():
+        return "was missing"
+    try:
+        stored = Genotype.from_dict(read_json(path))
+    except (OSError, ValueError):
+        return "was unreadable or corrupt"
+    return None if stored == genotype else "held a different network than run.json"
