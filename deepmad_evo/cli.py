@@ -20,6 +20,9 @@ COMMANDS = {
     "export": "deepmad_evo.commands.export",
     "train": "deepmad_evo.commands.train",
     "cross-check": "deepmad_evo.commands.crosscheck",
+    "sample": "deepmad_evo.commands.sample",
+    "study": "deepmad_evo.commands.study",
+    "tune": "deepmad_evo.commands.tune",
 }
 
 EXIT_USAGE = 2

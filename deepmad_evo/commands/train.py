@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 # Which recipe a bare --dataset picks when no --config is given.
-PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke"}
+PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke", "digits": "digits"}
 
 
 def add_parser(sub) -> None:
@@ -24,11 +24,12 @@ def add_parser(sub) -> None:
     add_train_options(p, config_flag="--config")
 
 
-def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config") -> None:
-    """The training flags, shared by `train` and `search --train` (which names the recipe --train-config)."""
+def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config", resume: bool = True) -> None:
+    """The training flags, shared by `train`, `search --train`, `study` and `tune` (the last three name the
+    recipe --train-config; studies always resume, so they go without --resume)."""
     p.add_argument("--data", metavar="DIR", default=None,
                    help="dataset folder: DIR/train and DIR/val (imagefolder) or the folder holding cifar-100-python/")
-    p.add_argument("--dataset", default=None, help="imagefolder (default), cifar100 or fake")
+    p.add_argument("--dataset", default=None, help="imagefolder (default), cifar100, fake or digits (scikit-learn's, no --data needed)")
     p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
                    help="training preset (imagenet, cifar100, smoke) or TOML path; default chosen by --dataset")
     p.add_argument("--epochs", type=int, default=None)
@@ -39,7 +40,8 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config")
     p.add_argument("--ema-decay", type=float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    if resume:
+        p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
 
 
 def resolve_train_config(args: argparse.Namespace):
