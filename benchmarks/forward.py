@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     else:
         print("\nno CUDA device: GPU training-throughput section skipped (use --smoke to exercise its code on CPU)")
     if args.json:
-        from deepmad_evo.genotype import atomic_write_text
+        from deepmad_evo.io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
     return 0

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepmad_evo.config import load_config, preset_names  # noqa: E402
 from deepmad_evo.costs import network_costs  # noqa: E402
-from deepmad_evo.genotype import atomic_write_text, save_genotype  # noqa: E402
+from deepmad_evo.genotype import save_genotype  # noqa: E402
+from deepmad_evo.io import atomic_write_text  # noqa: E402
 from deepmad_evo.models import INDEX, ZOO_DIR  # noqa: E402
 from deepmad_evo.search import run_search  # noqa: E402
 from deepmad_evo.units import expand  # noqa: E402

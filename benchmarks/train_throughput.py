@@ -33,7 +33,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from deepmad_evo import train as T  # noqa: E402
-from deepmad_evo.genotype import atomic_write_text  # noqa: E402
+from deepmad_evo.io import atomic_write_text  # noqa: E402
 from deepmad_evo.models import get_genotype  # noqa: E402
 
 PAIRS = (("mb-29m", "efficientnet_b0"), ("r50", "resnet50"))  # ours, torchvision model of the same family

@@ -15,6 +15,7 @@ import numpy as np
 
 from .costs import CONVENTIONS
 from .genotype import BLOCKS, RESNET_BLOCKS
+from .io import jsonable
 from .objective import DEFAULT_BETA, check_alpha
 from .problem import Budget
 from .search import SearchSettings
@@ -135,7 +136,7 @@ class Config:
         """JSON-ready resolved configuration (written next to every result)."""
         d = {"name": self.name, "template": asdict(self.template), "space": asdict(self.space),
              "budget": asdict(self.budget), "objective": asdict(self.objective), "search": asdict(self.search)}
-        return _jsonable(d)
+        return jsonable(d)
 
     def with_overrides(self, *, macs=None, params=None, rho=None, block=None, image_size=None, seed=None,
                        convention=None, alpha=None, beta=None) -> "Config":
@@ -182,14 +183,6 @@ def _positive(v, field):
     if not (isinstance(v, (int, float)) and v > 0):
         raise ConfigError(f"{field}: expected a positive number, got {v!r}")
     return float(v)
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
 
 
 def _take(table: Mapping, where: str, spec: dict, src: str) -> dict:

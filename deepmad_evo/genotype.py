@@ -15,13 +15,13 @@ message names the field, the value and what was expected.
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+from .io import atomic_write_text
 
 FORMAT = "deepmad-evo/genotype/1"
 BLOCKS = ("basic", "bottleneck", "mbconv", "mbconv_se")
@@ -396,41 +396,6 @@ def load_genotype(source: str | os.PathLike, image_size: int | None = None) -> G
     if image_size is not None and image_size != g.image_size:
         g = Genotype(g.stem, g.stages, g.head, image_size, g.in_channels, g.num_classes)
     return g
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temp path beside ``path``; on success it is fsynced and renamed over ``path``.
-
-    On any exception the temp file is removed and an existing ``path`` is left untouched. The file
-    gets the mode a plain ``open()`` would give it (``mkstemp`` alone creates 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename)."""
-    atomic_write_bytes(path, text.encode())
 
 
 def save_genotype(genotype: Genotype, path: str | os.PathLike) -> None:

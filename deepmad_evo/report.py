@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 from .genotype import Genotype
+from .io import json_number
 from .objective import DEFAULT_BETA, evaluate
 from .problem import Budget
 from .units import expand
@@ -68,17 +69,17 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
             "depth": len(units), "side": last.r_out, "segment": last.segment,
             "entropy_term": ev.entropy_terms[last.segment] if is_seg_end else None,
             "rho_prefix": cum_L / math.exp(cum_lnw / cum_L),
-            "macs": _num(sum(costs.unit_macs[i] for i in idx)), "params": _num(sum(costs.unit_params[i] for i in idx)),
+            "macs": json_number(sum(costs.unit_macs[i] for i in idx)), "params": json_number(sum(costs.unit_params[i] for i in idx)),
         })
         if is_seg_end:
             seg_end_term[last.segment] = name
     segments = [{"index": j, "ends_at": seg_end_term[j], "channels": ev.segment_channels[j], "side": ev.segment_sides[j],
                  "layers": ev.segment_layers[j], "entropy_term": ev.entropy_terms[j], "rho_prefix": ev.rho_prefix[j],
                  "alpha": ev.alpha[j]} for j in range(net.num_segments)]
-    classifier = {"macs": _num(costs.macs - sum(costs.unit_macs)), "params": _num(costs.params - sum(costs.unit_params))}
+    classifier = {"macs": json_number(costs.macs - sum(costs.unit_macs)), "params": json_number(costs.params - sum(costs.unit_params))}
     return {
         "source": "genotype", "convention": convention,
-        "macs": _num(costs.macs), "params": _num(costs.params), "rho": ev.rho, "rho_prefix": list(ev.rho_prefix),
+        "macs": json_number(costs.macs), "params": json_number(costs.params), "rho": ev.rho, "rho_prefix": list(ev.rho_prefix),
         "entropy": ev.entropy, "entropy_terms": list(ev.entropy_terms), "depth_penalty": ev.depth_penalty,
         "objective": ev.objective, "layers": ev.layers, "alpha": list(ev.alpha), "beta": ev.beta,
         "segments": segments, "stages": rows, "classifier": classifier,
@@ -86,8 +87,3 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
                                          [st.out for st in genotype.stages], budget),
         "genotype": genotype.to_dict(), "text": genotype.to_text(),
     }
-
-
-def _num(v):
-    """Integers stay integers (exact torch counts); integral floats become ints for JSON."""
-    return int(v) if float(v).is_integer() else float(v)

@@ -16,7 +16,7 @@ from deepmad_evo.config import CONFIG_DIR, load_config
 from deepmad_evo.genotype import Genotype, load_genotype, save_genotype
 from deepmad_evo.objective import evaluate
 from deepmad_evo.pareto import (BudgetPoint, Sweep, budget_points, budget_seed, hypervolume, monotone_points,
-                                quantity_label, reference_points, run_pareto, scaled_params, with_search)
+                                quantity_label, reference_points, run_pareto, scaled_params)
 
 BUDGETS = [5e6, 10e6, 20e6, 40e6]
 SETTINGS = {"pop_size": 16, "generations": 8, "restarts": 1}
@@ -24,7 +24,8 @@ SETTINGS = {"pop_size": 16, "generations": 8, "restarts": 1}
 
 @pytest.fixture(scope="module")
 def cfg():
-    return with_search(load_config("tiny"), **SETTINGS)
+    cfg = load_config("tiny")
+    return replace(cfg, search=replace(cfg.search, **SETTINGS))
 
 
 @pytest.fixture(scope="module")

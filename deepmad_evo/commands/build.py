@@ -108,22 +108,3 @@ def run(args: argparse.Namespace, console) -> int:
     return 0
 
 
-def print_verified(console, genotype) -> None:
-    """Build ``genotype`` once on CPU and print its live params/MACs next to the closed form (torch convention).
-
-    Used after a search (``--no-build`` skips it); prints a note instead when torch is not installed.
-    """
-    try:
-        from ..model import verify_costs
-    except ImportError as exc:
-        console.print(f"[dim]not built: {exc.name} is not installed[/]")
-        return
-    closed = network_costs(expand(genotype), "torch")
-    with console.status("building the network on CPU to count its params and MACs…"):
-        params, macs = verify_costs(genotype)
-
-    def mark(a, b):
-        return "[green]✓[/]" if a == b else f"[red]✗ closed form {b:,}[/]"
-
-    console.print(f"built on CPU (torch convention, classifier included): params {params:,} {mark(params, closed.params)}"
-                  f"   MACs {macs:,} {mark(macs, closed.macs)}")

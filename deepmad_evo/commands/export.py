@@ -7,7 +7,7 @@ import importlib.util
 import warnings
 from pathlib import Path
 
-from ..genotype import atomic_path
+from ..io import atomic_path
 from ..models import resolve_genotype
 
 FORMATS = ("onnx", "torchscript", "state_dict")

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..config import load_config, parse_quantity
-from ..pareto import SWEEP_LABEL, Sweep, budget_points, default_out, run_pareto, scaled_params
+from ..pareto import SWEEP_LABEL, Sweep, budget_points, run_pareto, scaled_params
+from ..render import si_compact
+from .common import pareto_run_dir
 
 
 def add_parser(sub) -> None:
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace, console) -> int:
         sweep = Sweep(lo, hi, None if params == "off" else scaled_params(cfg, hi))
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
-    out = Path(args.out) if args.out else default_out(cfg)
+    out = Path(args.out) if args.out else pareto_run_dir(cfg)
 
     columns = (TextColumn("[bold]{task.description:>8}"), BarColumn(), TaskProgressColumn(),
                TextColumn("best {task.fields[best]}"), TimeElapsedColumn())
@@ -79,17 +81,6 @@ def run(args: argparse.Namespace, console) -> int:
     return 0
 
 
-def _si(v, digits: int = 4) -> str:
-    """Display form, 4 significant digits: 2.5778e6 → '2.578M'."""
-    if v is None:
-        return "-"
-    v = float(v)
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if v >= 0.1 * scale:
-            return f"{v / scale:.{digits}g}{unit}"
-    return f"{v:.{digits}g}"
-
-
 def _show(console, run: dict, out: Path) -> None:
     from rich.table import Table
 
@@ -102,7 +93,8 @@ def _show(console, run: dict, out: Path) -> None:
     if sweep:
         table.add_column("front best", justify="right")
     for r in run["points"]:
-        cells = [r["label"], _si(r["budget"]["params"]), f"{r['objective']:.2f}", _si(r["macs"]), _si(r["params"]),
+        cells = [r["label"], si_compact(r["budget"]["params"]), f"{r['objective']:.2f}", si_compact(r["macs"]),
+                 si_compact(r["params"]),
                  f"{r['rho']:.3f}", str(r["layers"]),
                  ("own search" if r["source"] == r["label"] else f"[yellow]{r['source']} search[/]")
                  + (" (reused)" if r["reused"] else ""), f"{r['seconds']:.1f}"]
@@ -112,14 +104,14 @@ def _show(console, run: dict, out: Path) -> None:
                          f"{c['front_best']:.2f}" if c["margin"] >= 0 else f"[red]{c['front_best']:.2f}[/]")
         table.add_row(*cells)
     for ref in run["references"]:
-        table.add_row(f"[red]{ref['name']}[/]", "", f"{ref['objective']:.2f}", _si(ref["macs"]), _si(ref["params"]),
+        table.add_row(f"[red]{ref['name']}[/]", "", f"{ref['objective']:.2f}", si_compact(ref["macs"]), si_compact(ref["params"]),
                       f"{ref['rho']:.3f}", str(ref["layers"]), "published", "", *([""] if sweep else []))
     if run["points"] or run["references"]:
         console.print(table)
     hv = run["hypervolume"]
     parts = [f"hypervolume {hv['points']:.6g} (per-budget designs)"] if run["points"] else []
     if sweep:
-        parts.append(f"NSGA-II front over {_si(sweep['macs_min'])}–{_si(sweep['macs_max'])}: {len(sweep['front'])} "
+        parts.append(f"NSGA-II front over {si_compact(sweep['macs_min'])}–{si_compact(sweep['macs_max'])}: {len(sweep['front'])} "
                      f"points, hypervolume {hv['front']:.6g} ({sweep['evaluations']:,} evaluations, "
                      f"{sweep['seconds']:.1f} s)")
         behind = [c["label"] for c in sweep["comparison"] if c["margin"] is not None and c["margin"] < 0]

@@ -6,7 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from .trials import TrialsView, add_trial_options, check_trial_options, trial_recipe
+from .common import add_trial_options, check_trial_options, trial_recipe
+from .progress import TrialsView
 
 
 def add_parser(sub) -> None:

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..config import load_config, parse_quantity
-from .trials import TrialsView, add_trial_options, check_trial_options, trial_recipe
+from .common import add_trial_options, check_trial_options, trial_recipe
+from .progress import TrialsView
 
 
 def add_parser(sub) -> None:

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from ..genotype import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 def _pyplot():

@@ -24,7 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..genotype import Genotype, atomic_write_text, save_genotype
+from ..genotype import Genotype, save_genotype
+from ..io import atomic_write_text
 from ..objective import DEFAULT_BETA
 from ..problem import Budget, DeepMADProblem
 from ..space import SearchSpace

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..genotype import atomic_write_text
+from ..io import atomic_write_text
 from .executors import LocalExecutor, Outcome
 from .sampling import load_samples
 from .trial import finished, recipe_dict, run_trial

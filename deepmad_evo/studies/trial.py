@@ -18,7 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
-from ..genotype import atomic_write_text
+from ..io import atomic_write_text
 
 RESULT = "result.json"
 RESULT_FORMAT = "deepmad-evo/trial/1"

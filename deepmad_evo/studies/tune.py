@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..genotype import atomic_write_text, save_genotype
+from ..genotype import save_genotype
+from ..io import atomic_write_text
 from .executors import _one_line, ray_init, ray_module, trial_resources
 from .trial import history, recipe_dict, run_trial
 

@@ -1,0 +1,133 @@
+"""What several commands share: the budget and config flags, config resolution, the training flags, run directories.
+
+No command imports another; what two of them need lives here (options, resolution) or in
+``commands/progress.py`` (library calls with live progress) and ``render.py`` (tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from ..config import load_config, parse_quantity
+from ..costs import CONVENTIONS
+from ..genotype import BLOCKS
+
+
+def add_search_options(p: argparse.ArgumentParser,
+                       config_help: str = "preset name (r18, r50, mb-29m, …) or TOML path; default mb-29m") -> None:
+    """The flags that pick a preset and override its budget, space and objective (`search`, `cross-check`)."""
+    p.add_argument("--config", default=None, help=config_help)
+    p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G (K/M/G/T suffixes or a plain number)")
+    p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
+    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
+    p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the search (default from the config)")
+    p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
+
+
+def resolve_config(args: argparse.Namespace):
+    cfg = load_config(args.config)
+    return cfg.with_overrides(
+        macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
+        params=None if args.params is None else parse_quantity(args.params, "--params"),
+        rho=args.rho, block=args.block, image_size=args.image_size, seed=args.seed, convention=args.convention,
+    )
+
+
+def _config_digest(cfg) -> str:
+    return hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def search_run_dir(cfg) -> Path:
+    """``runs/<config>-<budget>-s<seed>-<hash of the resolved config>``: the same command finds the same run."""
+    macs = "nomacs" if cfg.budget.macs is None else f"{cfg.budget.macs / 1e9:g}G"
+    return Path("runs") / f"{cfg.name}-{macs}-s{cfg.search.seed}-{_config_digest(cfg)}"
+
+
+def pareto_run_dir(cfg) -> Path:
+    """``runs/pareto-<config>-s<seed>-<hash of the resolved config>``: the same command resumes the same run."""
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in cfg.name)
+    return Path("runs") / f"pareto-{name}-s{cfg.search.seed}-{_config_digest(cfg)}"
+
+
+# Which recipe a bare --dataset picks when no --config is given.
+PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke", "digits": "digits"}
+
+
+def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config", resume: bool = True) -> None:
+    """The training flags, shared by `train`, `search --train`, `study` and `tune` (the last three name the
+    recipe --train-config; studies always resume, so they go without --resume)."""
+    p.add_argument("--data", metavar="DIR", default=None,
+                   help="dataset folder: DIR/train and DIR/val (imagefolder) or the folder holding cifar-100-python/")
+    p.add_argument("--dataset", default=None,
+                   help="imagefolder (default), cifar100, fake or digits (scikit-learn's; needs no --data)")
+    p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
+                   help="training preset (imagenet, cifar100, smoke, digits) or TOML path; default chosen by --dataset")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="global batch over all processes")
+    p.add_argument("--lr", type=float, default=None, help="learning rate per 256 images")
+    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU")
+    p.add_argument("--ema-decay", type=float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    if resume:
+        p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+
+
+def resolve_train_config(args: argparse.Namespace):
+    """The recipe named by the flags, with the command-line overrides applied."""
+    from ..train import load_train_config
+
+    preset = args.train_config or PRESET_OF_DATASET.get(args.dataset or "imagefolder", "imagenet")
+    cfg = load_train_config(preset)
+    overrides = dict(dataset=args.dataset, path=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     warmup_epochs=args.warmup_epochs, workers=args.workers, ema_decay=args.ema_decay,
+                     device=args.device, compile=args.compile, seed=getattr(args, "train_seed", None),
+                     image_size=getattr(args, "train_image_size", None))
+    try:
+        return cfg.with_overrides(**overrides)
+    except ValueError as exc:
+        # Name the flag the user typed rather than the TOML field it sets ("optim.epochs" -> "--epochs").
+        head, _, rest = str(exc).partition(":")
+        field = head.rsplit(".", 1)[-1]
+        if overrides.get(field) is not None:
+            raise ValueError(_FLAGS.get(field, "--" + field.replace("_", "-")) + ":" + rest) from None
+        raise
+
+
+_FLAGS = {"path": "--data", "seed": "--seed", "image_size": "--image-size"}
+
+
+# ------------------------------------------------------------------------- study and tune trials
+def add_trial_options(p: argparse.ArgumentParser) -> None:
+    """Training flags (recipe via --train-config) plus where and how the trials run."""
+    add_train_options(p, config_flag="--train-config", resume=False)
+    p.add_argument("--seed", dest="train_seed", metavar="SEED", type=int, default=None,
+                   help="training seed, the same for every network (default from the recipe)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: one trial after another in this process (default); ray: Ray tasks, one per GPU "
+                        "(or per --cpus-per-trial CPUs), on a local Ray instance or --ray-address")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto, ray://host:10001); default: start a local instance")
+    p.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per Ray trial (default 1)")
+    p.add_argument("--retries", type=int, default=1, help="further attempts of a failing trial (default 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per local trial (default 1: small networks on shared CPUs)")
+
+
+def check_trial_options(args: argparse.Namespace) -> None:
+    for flag, value, low in (("--cpus-per-trial", args.cpus_per_trial, 1), ("--retries", args.retries, 0),
+                             ("--threads", args.threads, 1)):
+        if value < low:
+            raise ValueError(f"{flag}: expected an integer >= {low}, got {value}")
+
+
+def trial_recipe(args: argparse.Namespace, image_size: int):
+    """The recipe every trial shares, with the genotypes' image size when the recipe leaves it open."""
+    recipe = resolve_train_config(args)
+    return recipe.with_overrides(image_size=image_size) if recipe.image_size == 0 else recipe

@@ -1,0 +1,230 @@
+"""Library calls that run for a while, with live rich feedback: search, cross-check, build check, training, study trials."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..costs import network_costs
+from ..search import run_search
+from ..units import expand
+from .common import PRESET_OF_DATASET, resolve_train_config
+
+
+def search_with_progress(cfg, console):
+    """Run the configured search with a rich progress bar; returns the SearchResult."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    settings = cfg.search_settings()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("best {task.fields[best]}"), TextColumn("feasible {task.fields[feas]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        n = settings.chains
+        ga = progress.add_task(f"GA ×{n} chains", total=n * settings.restarts * settings.generations, best="-", feas="-")
+        polish = progress.add_task("polish", total=(n * settings.perturbations + settings.finish)
+                                   if settings.local_search else 0,
+                                   best="-", feas="-", visible=settings.local_search)
+        best = {}
+
+        def callback(info):
+            # Chains report interleaved from several processes: advance by one step per event.
+            best[info["phase"]] = max(best.get(info["phase"], float("-inf")), info["best_objective"])
+            progress.update(ga if info["phase"] == "ga" else polish, advance=1,
+                            best=f"{best[info['phase']]:.2f}", feas=f"{100 * info['feasible_fraction']:.0f}%")
+
+        result = run_search(cfg.search_space(), cfg.budget, alpha=cfg.objective.alpha, beta=cfg.objective.beta,
+                            convention=cfg.objective.convention, settings=settings, seed=cfg.search.seed,
+                            callback=callback)
+    return result
+
+
+def cross_check_with_progress(source, cfg, console, *, random_starts: int = 3, kernels: str = "fixed",
+                              depth_nodes: int = 0, tolerance: float = 0.01):
+    """Run ``relax.cross_check`` for a SearchResult or genotype under ``cfg`` with a live status line."""
+    from ..relax import cross_check
+
+    o = cfg.objective
+    with console.status("cross-check: SLSQP on the continuous relaxation…") as status:
+        def callback(info):
+            what = info["origin"] if info["phase"] == "depth-bound" else f"SLSQP run {info['done']} ({info['origin']})"
+            status.update(f"cross-check: {what} → {info['objective']:.2f}"
+                          + ("" if info["feasible"] else " [red]infeasible[/]"))
+
+        return cross_check(source, cfg.search_space(), cfg.budget, alpha=o.alpha, beta=o.beta,
+                           convention=o.convention, seed=cfg.search.seed, random_starts=random_starts,
+                           kernels=kernels, depth_nodes=depth_nodes, tolerance=tolerance, callback=callback)
+
+
+def print_verified(console, genotype) -> None:
+    """Build ``genotype`` once on CPU and print its live params/MACs next to the closed form (torch convention).
+
+    Used after a search (``--no-build`` skips it); prints a note instead when torch is not installed.
+    """
+    try:
+        from ..model import verify_costs
+    except ImportError as exc:
+        console.print(f"[dim]not built: {exc.name} is not installed[/]")
+        return
+    closed = network_costs(expand(genotype), "torch")
+    with console.status("building the network on CPU to count its params and MACs…"):
+        params, macs = verify_costs(genotype)
+
+    def mark(a, b):
+        return "[green]✓[/]" if a == b else f"[red]✗ closed form {b:,}[/]"
+
+    console.print(f"built on CPU (torch convention, classifier included): params {params:,} {mark(params, closed.params)}"
+                  f"   MACs {macs:,} {mark(macs, closed.macs)}")
+
+
+def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None = None, name: str | None = None) -> int:
+    """Train a genotype as the flags in ``args`` say, rendering progress; used by `train` and `search --train`.
+
+    Args:
+        genotype: the network to decode and train.
+        args: parsed flags of ``add_train_options`` (plus the optional train_seed, train_image_size).
+        console: rich console; silenced on every torchrun process but the first.
+        out: run folder; default ``runs/train-<name>-<dataset>``.
+        name: names the default run folder (default "genotype").
+
+    Returns:
+        The exit status (0).
+    """
+    from ..genotype import save_genotype
+    from ..train import CHECKPOINT, build_data, make_model, train
+
+    cfg = resolve_train_config(args)
+    if cfg.image_size == 0:
+        cfg = cfg.with_overrides(image_size=genotype.image_size)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if not main_process:
+        console.quiet = True  # torchrun: only the first process reports
+    out = out or Path("runs") / f"train-{name or 'genotype'}-{cfg.dataset}"
+    resume = bool(getattr(args, "resume", False))
+
+    data = build_data(cfg)
+    model = make_model(genotype, data.num_classes, cfg)
+    if main_process and (resume or not (out / CHECKPOINT).exists()):
+        save_genotype(genotype, out / "genotype.json")
+    console.print(f"[bold]train[/] {genotype.to_text()}")
+    console.print(f"data: {data.description}; image {cfg.image_size}px; recipe: "
+                  f"{args.train_config or PRESET_OF_DATASET.get(cfg.dataset)} → {out}")
+    with _ProgressView(console) as view:
+        result = train(model, cfg, data, out, resume=resume, callback=view.update,
+                       extra={"genotype": genotype.to_text()})
+    _summary(console, result)
+    return 0
+
+
+class _ProgressView:
+    """Rich rendering of TrainEvents: a bar per epoch, one line of metrics after each."""
+
+    def __init__(self, console):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.console = console
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
+                                 TextColumn("{task.fields[speed]} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.task, self.description = None, None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, event) -> None:
+        if event.kind == "start":
+            info = event.info
+            self.console.print(
+                f"{info['parameters']:,} parameters on {info['device']} × {info['world_size']} "
+                f"(AMP {info['amp']}), peak lr {info['peak_lr']:.4g}, {event.steps_per_epoch} steps/epoch"
+                + (f"; resumed after epoch {info['start_epoch']}" if info["resumed"] else ""))
+            if event.epoch >= event.epochs:
+                self.console.print(f"[dim]all {event.epochs} epochs were already trained[/]")
+        elif event.kind == "step":
+            description = f"epoch {event.epoch + 1}/{event.epochs}"
+            done = event.step - event.epoch * event.steps_per_epoch
+            if description != self.description:  # a new epoch: a fresh bar
+                if self.task is not None:
+                    self.progress.remove_task(self.task)
+                self.task = self.progress.add_task(description, total=event.steps_per_epoch, loss="-", lr="-",
+                                                   speed="-")
+                self.description = description
+            self.progress.update(self.task, completed=done, loss=f"{event.loss:.4f}", lr=f"{event.lr:.4g}",
+                                 speed=f"{event.images_per_s:,.0f}")
+        elif event.kind == "epoch":
+            m = event.metrics
+            text = f"epoch {m['epoch']}/{event.epochs}  train loss {m['train_loss']:.4f}"
+            if m.get("val_top1") is not None:
+                text += f"  val loss {m['val_loss']:.4f}  top-1 {m['val_top1']:.2f}%  top-5 {m['val_top5']:.2f}%"
+            if m.get("ema_val_top1") is not None:
+                text += f"  EMA top-1 {m['ema_val_top1']:.2f}%"
+            self.console.print(text + f"  {m['images_per_s']:,.0f} img/s  {m['epoch_seconds']:.1f} s")
+
+
+def _summary(console, result) -> None:
+    from rich.table import Table
+
+    final = result.final
+    table = Table(title="trained", title_justify="left", header_style="bold")
+    for column in ("epochs", "val top-1", "val top-5", "val loss", "EMA top-1", "img/s"):
+        table.add_column(column)
+
+    def pct(v):
+        return "-" if v is None else f"{v:.2f}%"
+
+    table.add_row(str(final.get("epoch", 0)), pct(final.get("val_top1")), pct(final.get("val_top5")),
+                  "-" if final.get("val_loss") is None else f"{final['val_loss']:.4f}", pct(final.get("ema_val_top1")),
+                  "-" if final.get("images_per_s") is None else f"{final['images_per_s']:,.0f}")
+    console.print(table)
+    console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt and model.pt in [bold]{result.out_dir}[/]")
+
+
+class TrialsView:
+    """A bar over all trials and one over the current trial's epochs; one line per finished trial."""
+
+    def __init__(self, console, total: int, title: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+        self.total_task = self.progress.add_task(title, total=total, info="")
+        self.trial_task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def advance(self, line: str | None = None) -> None:
+        self.progress.advance(self.total_task)
+        if line:
+            self.progress.console.print(line)
+
+    def callback_for(self, spec: dict):
+        """The TrainEvent callback of one trial (local executor)."""
+
+        def update(event):
+            if event.kind == "start":
+                if self.trial_task is not None:
+                    self.progress.remove_task(self.trial_task)
+                self.trial_task = self.progress.add_task(f"{spec['name']}", total=event.epochs * event.steps_per_epoch,
+                                                         completed=event.step, info="")
+            elif event.kind in ("step", "epoch") and self.trial_task is not None:
+                info = f"epoch {min(event.epoch + (event.kind == 'step'), event.epochs)}/{event.epochs}"
+                if event.kind == "epoch" and event.metrics and event.metrics.get("val_top1") is not None:
+                    info += f"  top-1 {event.metrics['val_top1']:.2f}%"
+                elif event.loss is not None:
+                    info += f"  loss {event.loss:.3f}"
+                self.progress.update(self.trial_task, completed=event.step, info=info)
+
+        return update

@@ -1,0 +1,235 @@
+"""Budget points of a Pareto run, their seeds, and one DeepMAD search per point with its resume record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..config import Config
+from ..genotype import Genotype
+from ..io import atomic_write_text, json_number
+from ..objective import evaluate
+from ..problem import Budget, DeepMADProblem
+from ..search import InfeasibleBudgetError, SearchSettings, run_search, smallest_network
+from ..space import SearchSpace
+
+Callback = Callable[[dict], None]
+
+RECORD_FORMAT = "deepmad-evo/pareto-budget/1"
+
+
+@dataclass(frozen=True)
+class BudgetPoint:
+    """One point of a Pareto run: a MAC budget and its params budget (``None``: no params budget)."""
+
+    macs: float
+    params: float | None = None
+
+    @property
+    def label(self) -> str:
+        return quantity_label(self.macs)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The MAC range of an NSGA-II sweep and its params budget (``None``: params not an objective)."""
+
+    macs_min: float
+    macs_max: float
+    params_max: float | None = None
+
+
+def quantity_label(value: float) -> str:
+    """Short exact label of a quantity: 4.5e9 → ``4.5G``, 0.4e9 → ``0.4G``, 2e7 → ``20M``.
+
+    The unit is the largest one the value reaches a tenth of; the number is the shortest decimal
+    that reads back as the same float, so distinct budgets get distinct labels.
+    """
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= 0.1 * scale:
+            return np.format_float_positional(value / scale, trim="-") + unit
+    return np.format_float_positional(value, trim="-")
+
+
+def budget_points(cfg: Config, macs: Sequence[float], params: Sequence[float] | str | None = None) -> tuple[BudgetPoint, ...]:
+    """The run's budget points, sorted by MACs.
+
+    Args:
+        cfg: the run configuration (its budget gives ρ0 and the params/MACs ratio).
+        macs: MAC budgets.
+        params: one params budget per MAC budget, ``"off"`` for none, or ``None`` to scale the
+            config's params budget with MACs (see the module docstring).
+
+    Returns:
+        The points, ascending in MACs.
+
+    Raises:
+        ValueError: for duplicate budgets or a params list of the wrong length.
+    """
+    macs = [float(m) for m in macs]
+    if isinstance(params, str):
+        if params != "off":
+            raise ValueError(f"--params: expected one value per --budget or 'off', got {params!r}")
+        pairs = [(m, None) for m in macs]
+    elif params is None:
+        pairs = [(m, scaled_params(cfg, m)) for m in macs]
+    else:
+        if len(params) != len(macs):
+            raise ValueError(f"--params: expected {len(macs)} values (one per --budget) or 'off', got {len(params)}")
+        pairs = [(m, float(p)) for m, p in zip(macs, params)]
+    points = tuple(BudgetPoint(m, p) for m, p in sorted(pairs, key=lambda mp_: mp_[0]))
+    labels = [p.label for p in points]
+    for a, b in zip(labels, labels[1:]):
+        if a == b:
+            raise ValueError(f"--budget: {a} is given twice; expected distinct MAC budgets")
+    return points
+
+
+def scaled_params(cfg: Config, macs: float) -> float | None:
+    """The params budget that goes with a MAC budget by the config's params/MACs ratio."""
+    b = cfg.budget
+    if b.params is None:
+        return None
+    if b.macs is None:
+        return float(b.params)
+    return float(b.params) * macs / float(b.macs)
+
+
+def budget_seed(seed: int, point: BudgetPoint | Sweep | str) -> int:
+    """Seed of one point's search, derived from the run seed and the budget values only."""
+    if isinstance(point, BudgetPoint):
+        key = f"{point.macs!r}|{point.params!r}"
+    elif isinstance(point, Sweep):
+        key = f"sweep|{point.macs_min!r}|{point.macs_max!r}|{point.params_max!r}"
+    else:
+        key = str(point)
+    digest = hashlib.sha256(f"deepmad-evo/pareto|{seed}|{key}".encode()).hexdigest()
+    return int(digest[:8], 16) & 0x7FFFFFFF
+
+
+PARETO_MAX_CHAINS = 3
+
+
+def search_settings(cfg: Config) -> SearchSettings:
+    """The per-budget search effort of a config.
+
+    The parallelism of a Pareto run goes across budgets, so each search runs its chains in its
+    own process (``jobs=1``) and at most ``PARETO_MAX_CHAINS`` of them: five budgets at full
+    effort would cost ~60 CPU-seconds; the monotone carry-over between budgets makes up for the
+    shorter searches.
+    """
+    return cfg.search_settings(chains=min(cfg.search.chains, PARETO_MAX_CHAINS), jobs=1)
+
+
+def point_budget(cfg: Config, macs: float | None, params: float | None) -> Budget:
+    b = cfg.budget
+    return Budget(rho=b.rho, macs=macs, params=params, max_layers=b.max_layers, monotone=b.monotone)
+
+
+
+def record_point(genotype: Genotype, cfg: Config) -> dict:
+    ev = evaluate(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention)
+    return {"genotype": genotype.to_dict(), "text": genotype.to_text(), "objective": float(ev.objective),
+            "macs": json_number(ev.macs), "params": json_number(ev.params), "rho": float(ev.rho), "layers": int(ev.layers)}
+
+
+
+
+def check_budget(cfg: Config, space: SearchSpace, macs: float, params: float | None, field: str) -> None:
+    """Fail fast, before any worker starts, when the smallest network of the space breaks a size budget."""
+    problem = DeepMADProblem(space, point_budget(cfg, macs, params), cfg.objective.alpha, cfg.objective.beta,
+                             cfg.objective.convention)
+    ev, _ = problem.evaluate_vectors(smallest_network(space)[None])
+    small_macs, small_params = float(ev.macs[0]), float(ev.params[0])
+    if small_macs > macs or (params is not None and small_params > params):
+        raise InfeasibleBudgetError(
+            f"{field}: {quantity_label(macs)} MACs"
+            + ("" if params is None else f" / {quantity_label(params)} params")
+            + f" is infeasible; the smallest network of {cfg.name} has {quantity_label(small_macs)} MACs and "
+            f"{quantity_label(small_params)} params ({cfg.objective.convention} convention)"
+        )
+
+
+def _search_fraction(info: dict, local_search: bool) -> float | None:
+    """Approximate completed fraction of one search from its progress dict (GA ≈ 85 % of the work)."""
+    step, total = info.get("step"), info.get("total")
+    if step is None or not total:
+        return None
+    done = min(1.0, (step + 1) / total)
+    if info.get("phase") == "ga":
+        return 0.85 * done if local_search else done
+    if info.get("phase") == "polish":
+        return 0.85 + 0.15 * done
+    return None
+
+
+def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, report: Callback | None = None) -> dict:
+    """Search one budget point and write its resume record.
+
+    Args:
+        cfg: the run configuration.
+        point: the budget point.
+        seed: the run seed (the search's own seed is ``budget_seed(seed, point)``).
+        path: where the record goes (atomically); ``None`` writes nothing.
+        report: called with ``{"event": "progress", "label", "fraction", "best_objective"}``.
+
+    Returns:
+        The record (JSON-ready dict).
+    """
+    settings = search_settings(cfg)
+    label = point.label
+    last = [-1.0]
+
+    def callback(info):
+        f = _search_fraction(info, settings.local_search)
+        if report is None or f is None or f < last[0] + 0.01:
+            return
+        last[0] = f
+        report({"event": "progress", "label": label, "fraction": f, "best_objective": info.get("best_objective")})
+
+    search_seed = budget_seed(seed, point)
+    cpu0 = time.process_time()
+    try:
+        result = run_search(cfg.search_space(), point_budget(cfg, point.macs, point.params),
+                            alpha=cfg.objective.alpha, beta=cfg.objective.beta, convention=cfg.objective.convention,
+                            settings=settings, seed=search_seed, callback=callback)
+    except InfeasibleBudgetError as exc:
+        raise InfeasibleBudgetError(f"--budget {label}: {exc}") from None
+    record = {"format": RECORD_FORMAT, "config": cfg.to_dict(), "seed": seed, "search_seed": search_seed,
+              "budget": {"label": label, "macs": point.macs, "params": point.params, "rho": cfg.budget.rho},
+              **record_point(result.genotype, cfg), "feasible": bool(result.feasible),
+              "evaluations": int(result.n_evals), "seconds": float(result.seconds),
+              "cpu_seconds": time.process_time() - cpu0}
+    if path is not None:
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def monotone_points(points: Sequence[BudgetPoint], records: Sequence[dict]) -> list[tuple[dict, str]]:
+    """For each point, the best searched result feasible under its budget, and the label of its search.
+
+    A point keeps its own search's result unless another point's result fits its budget (MACs and
+    params; ρ0 and monotonicity are shared) with a strictly higher objective.
+
+    Args:
+        points: the budget points.
+        records: their search records, in the same order.
+
+    Returns:
+        ``[(record, source_label)]`` in the order of ``points``.
+    """
+    chosen = []
+    for i, p in enumerate(points):
+        best, source = records[i], p.label
+        for q, r in zip(points, records):
+            fits = r["feasible"] and r["macs"] <= p.macs and (p.params is None or r["params"] <= p.params)
+            if fits and r["objective"] > best["objective"]:
+                best, source = r, q.label
+        chosen.append((best, source))
+    return chosen

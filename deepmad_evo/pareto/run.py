@@ -1,0 +1,174 @@
+"""The whole Pareto run: resume records in a run directory, the tasks, and ``pareto.json`` assembled from them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..config import Config
+from ..genotype import Genotype, save_genotype
+from ..io import atomic_write_text, jsonable
+from .budgets import RECORD_FORMAT, BudgetPoint, Sweep, check_budget, monotone_points, quantity_label
+from .plot import plot_pareto
+from .references import PUBLISHED_DIR, reference_points
+from .sweep import SWEEP_FORMAT, SWEEP_LABEL, front_best, hypervolume
+from .workers import run_tasks
+
+Callback = Callable[[dict], None]
+
+RUN_FORMAT = "deepmad-evo/pareto/1"
+
+
+def _load_record(path: Path, expect: dict, what: str, out: Path) -> dict | None:
+    """A matching finished record, ``None`` when absent; a mismatch is a one-line error naming the first
+    differing key of ``expect`` (ordered most telling first: format, seed, budget, config)."""
+    if not path.is_file():
+        return None
+    hint = f"use a new --out (or delete {path})"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ValueError(f"--out: {path} is not a readable pareto record; {hint}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"--out: {path} is not a pareto record; {hint}")
+    for key, value in expect.items():
+        if record.get(key) != value:
+            raise ValueError(f"--out: {out} holds {what} of a different run ({key} differs); {hint}")
+    return record
+
+
+
+def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.PathLike, jobs: int | None = None,
+               sweep: Sweep | None = None, callback: Callback | None = None,
+               published: str | os.PathLike | None = PUBLISHED_DIR) -> dict:
+    """Search every budget point (and the sweep), assemble the family, write the run directory.
+
+    Args:
+        cfg: the run configuration (template, space, ρ0, objective, search effort, seed).
+        points: budget points (``budget_points``).
+        out: the run directory; finished budgets found there are reused.
+        jobs: worker processes (default: the usable cores); 1 runs in-process. Workers start by
+            forkserver/spawn, so a script calling this with jobs > 1 needs the usual
+            ``if __name__ == "__main__":`` guard.
+        sweep: optional NSGA-II sweep.
+        callback: progress events — ``{"event": "start", "labels", "reused"}``, ``{"event":
+            "progress", "label", "fraction", "best_objective"}``, ``{"event": "done", "label",
+            "record", "reused"}``.
+        published: folder of published structures to compare with (skipped when absent).
+
+    Returns:
+        The content of ``pareto.json``.
+
+    Raises:
+        ValueError: for infeasible budgets or a run directory holding another run.
+    """
+    t0 = time.perf_counter()
+    report = callback or (lambda event: None)
+    out = Path(out)
+    points = tuple(points)
+    if not points and sweep is None:
+        raise ValueError("--budget: expected at least one MAC budget (e.g. --budget 0.4G 4.5G) or --sweep MIN MAX")
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise ValueError(f"--jobs: expected an integer >= 1, got {jobs}")
+    space = cfg.search_space()
+    for p in points:
+        check_budget(cfg, space, p.macs, p.params, "--budget")
+    if sweep is not None:
+        if not 0 < sweep.macs_min < sweep.macs_max:
+            raise ValueError(f"--sweep: expected 0 < MIN < MAX, got {quantity_label(sweep.macs_min)} "
+                             f"{quantity_label(sweep.macs_max)}")
+        check_budget(cfg, space, sweep.macs_max, sweep.params_max, "--sweep MAX")
+
+    seed = cfg.search.seed
+    config = jsonable(cfg.to_dict())
+    records, tasks, reused = {}, [], []
+    if sweep is not None:
+        path = out / "sweep.json"
+        expect = {"format": SWEEP_FORMAT, "seed": seed,
+                  "sweep": jsonable({"macs_min": sweep.macs_min, "macs_max": sweep.macs_max,
+                                      "params_max": sweep.params_max}), "config": config}
+        record = _load_record(path, expect, "a sweep", out)
+        if record is None:
+            tasks.append(("sweep", cfg, sweep, seed, path))
+        else:
+            records[SWEEP_LABEL] = record
+            reused.append(SWEEP_LABEL)
+    for p in points:
+        path = out / f"budget-{p.label}.json"
+        expect = {"format": RECORD_FORMAT, "seed": seed,
+                  "budget": jsonable({"label": p.label, "macs": p.macs, "params": p.params, "rho": cfg.budget.rho}),
+                  "config": config}
+        record = _load_record(path, expect, f"budget {p.label}", out)
+        if record is None:
+            tasks.append(("budget", cfg, p, seed, path))
+        else:
+            records[p.label] = record
+            reused.append(p.label)
+
+    labels = ([SWEEP_LABEL] if sweep is not None else []) + [p.label for p in points]
+    report({"event": "start", "labels": labels, "reused": reused})
+    for label in reused:
+        report({"event": "done", "label": label, "record": records[label], "reused": True})
+    out.mkdir(parents=True, exist_ok=True)
+    records.update(run_tasks(tasks, jobs, report))
+    return assemble(cfg, points, records, out=out, sweep=sweep, reused=reused, published=published,
+                    seconds=time.perf_counter() - t0)
+
+
+def assemble(cfg: Config, points: Sequence[BudgetPoint], records: dict, *, out: Path, sweep: Sweep | None,
+             reused: Sequence[str] = (), published=PUBLISHED_DIR, seconds: float | None = None) -> dict:
+    """Build ``pareto.json`` from the records, write it, the per-budget genotypes and the picture."""
+    chosen = monotone_points(points, [records[p.label] for p in points])
+    rows = []
+    for p, (rec, source) in zip(points, chosen):
+        own = records[p.label]
+        row = {"label": p.label, "budget": {"macs": p.macs, "params": p.params, "rho": cfg.budget.rho},
+               **{k: rec[k] for k in ("genotype", "text", "objective", "macs", "params", "rho", "layers", "feasible")},
+               "source": source, "search_objective": own["objective"], "search_seed": own["search_seed"],
+               "evaluations": own["evaluations"], "seconds": own["seconds"], "cpu_seconds": own.get("cpu_seconds"),
+               "reused": p.label in reused}
+        rows.append(row)
+        save_genotype(Genotype.from_dict(rec["genotype"]), out / f"genotype-{p.label}.json")
+
+    params_on = any(p.params is not None for p in points) or (sweep is not None and sweep.params_max is not None)
+    macs_ref = max([p.macs for p in points] + ([sweep.macs_max] if sweep else []))
+    params_ref = None
+    if params_on:
+        params_ref = max([p.params for p in points if p.params is not None]
+                         + ([sweep.params_max] if sweep and sweep.params_max is not None else []))
+
+    def hv(items):
+        return hypervolume([r["objective"] for r in items], [r["macs"] for r in items],
+                           [r["params"] for r in items] if params_on else None, macs_ref=macs_ref, params_ref=params_ref)
+
+    hyper = {"points": hv([r for r in rows if r["feasible"]]), "reference": {"objective": 0.0, "macs": macs_ref, "params": params_ref},
+             "objectives": ["-objective", "macs/reference.macs"] + (["params/reference.params"] if params_on else [])}
+    sweep_out = None
+    if sweep is not None:
+        srec = records[SWEEP_LABEL]
+        front = srec["front"]
+        hyper["front"] = hv(front)
+        comparison = []
+        for p, row in zip(points, rows):
+            best = front_best(front, p.macs, p.params)
+            comparison.append({"label": p.label, "objective": row["objective"],
+                               "front_best": None if best is None else best["objective"],
+                               "margin": None if best is None else row["objective"] - best["objective"]})
+        sweep_out = {"macs_min": sweep.macs_min, "macs_max": sweep.macs_max, "params_max": sweep.params_max,
+                     "front": front, "comparison": comparison, "search_seed": srec["search_seed"],
+                     "pop_size": srec["pop_size"], "generations": srec["generations"],
+                     "evaluations": srec["evaluations"], "seconds": srec["seconds"],
+                     "cpu_seconds": srec.get("cpu_seconds"), "reused": SWEEP_LABEL in reused}
+    refs, skipped = reference_points(cfg, published)
+    run = {"format": RUN_FORMAT, "config": cfg.to_dict(), "seed": cfg.search.seed,
+           "convention": cfg.objective.convention, "points": rows, "sweep": sweep_out, "hypervolume": hyper,
+           "references": refs, "references_skipped": skipped,
+           "carried": sum(r["source"] != r["label"] for r in rows), "wall_seconds": seconds}
+    atomic_write_text(out / "pareto.json", json.dumps(run, indent=1) + "\n")
+    plot_pareto(run, out / "pareto.png")
+    return run

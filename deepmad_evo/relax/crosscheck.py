@@ -1,0 +1,325 @@
+"""The cross-check report: relax a GA solution, solve from several starts, round back, compare."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from ..genotype import Genotype
+from ..objective import DEFAULT_BETA, Evaluation, check_alpha, evaluate
+from ..problem import Budget, DeepMADProblem
+from ..search import SearchResult
+from ..space import SearchSpace, Template
+from .depth_bound import depth_branch_and_bound
+from .relaxation import DEPTH_EPSILON, FEASIBILITY_TOLERANCE, Relaxation
+from .rounding import objective_of, round_and_polish
+
+GAP_TOLERANCE = 0.01
+
+Callback = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class StartReport:
+    """One SLSQP run: where it started and how it ended."""
+
+    origin: str  # "ga", "random[i]", "ga-depths" (depths fixed), "depths[...]" (depth rounding)
+    kernels: tuple[int, ...]
+    start_objective: float
+    start_violation: float
+    objective: float
+    violation: float
+    feasible: bool
+    status: int
+    message: str
+    iterations: int
+    evaluations: int
+    seconds: float
+
+    @property
+    def converged(self) -> bool:
+        return self.status == 0
+
+    def to_dict(self) -> dict:
+        return {"origin": self.origin, "kernels": list(self.kernels), "status": self.status, "message": self.message,
+                "feasible": self.feasible, "objective": _num(self.objective), "violation": self.violation,
+                "start_objective": _num(self.start_objective), "start_violation": self.start_violation,
+                "iterations": self.iterations, "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """The GA's solution next to the relaxed optimum and its rounding back to the space.
+
+    ``gap`` = (relaxed − GA) / relaxed splits into ``depth_gap`` = (relaxed − fixed) / relaxed
+    and ``width_gap`` = (fixed − GA) / relaxed, where *fixed* is the relaxed optimum with the
+    depths held at the GA's integers: the first is what real-valued depths buy, the second what
+    better widths could still buy at the GA's depths.
+    """
+
+    ga_genotype: Genotype
+    ga_objective: float
+    ga_feasible: bool
+    relaxed_objective: float  # nan when no start ended feasible
+    relaxed_point: dict | None  # real widths and depths (Relaxation.widths)
+    relaxed_costs: dict | None  # macs, params, rho, layers at the relaxed optimum
+    kernels: tuple[int, ...]
+    depth_fixed_objective: float  # relaxed optimum with the GA's depths (nan if that solve failed)
+    depth_fixed_point: dict | None
+    depth_bound: dict | None  # integer-depth branch and bound (``depth_branch_and_bound``), if run
+    rounded_genotype: Genotype | None
+    rounded_objective: float  # after rounding, repair and a short discrete polish
+    repaired_objective: float  # after rounding and repair, before the polish
+    gap: float
+    depth_gap: float
+    width_gap: float
+    tolerance: float
+    solver_seconds: float
+    seconds: float
+    starts: tuple[StartReport, ...]
+    warnings: tuple[str, ...]
+    convention: str
+    budget: Budget = field(repr=False)
+    ga_evaluation: Evaluation | None = field(default=None, repr=False)
+    rounded_evaluation: Evaluation | None = field(default=None, repr=False)
+
+    @property
+    def improved(self) -> bool:
+        """The rounded relaxation is feasible and beats the GA's (feasible) genotype."""
+        return (self.rounded_genotype is not None and self.ga_feasible
+                and self.rounded_objective > self.ga_objective + 1e-9 * abs(self.ga_objective))
+
+    @property
+    def best_genotype(self) -> Genotype:
+        return self.rounded_genotype if self.improved else self.ga_genotype
+
+    def to_dict(self) -> dict:
+        """JSON-ready record (``run.json["cross_check"]``)."""
+        return {
+            "ga_objective": _num(self.ga_objective), "relaxed_objective": _num(self.relaxed_objective),
+            "rounded_objective": _num(self.rounded_objective), "repaired_objective": _num(self.repaired_objective),
+            "gap": _num(self.gap), "depth_gap": _num(self.depth_gap), "width_gap": _num(self.width_gap),
+            "depth_fixed_objective": _num(self.depth_fixed_objective), "tolerance": self.tolerance,
+            "solver_seconds": self.solver_seconds, "seconds": self.seconds, "improved": self.improved,
+            "ga_feasible": self.ga_feasible, "kernels": list(self.kernels), "relaxed_point": self.relaxed_point,
+            "relaxed_costs": self.relaxed_costs, "depth_fixed_point": self.depth_fixed_point,
+            "depth_bound": self.depth_bound,
+            "rounded_genotype": None if self.rounded_genotype is None else self.rounded_genotype.to_text(),
+            "starts": [r.to_dict() for r in self.starts], "warnings": list(self.warnings),
+            "convention": self.convention,
+        }
+
+
+def _num(v):
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Budget | None = None, *,
+                alpha=None, beta: float = DEFAULT_BETA, convention: str | None = None, seed: int = 0,
+                random_starts: int = 3, kernels: str = "fixed", depth_nodes: int = 0, maxiter: int = 200,
+                polish_iterations: int = 100, polish_starts: int = 3, tolerance: float = GAP_TOLERANCE,
+                depth_epsilon: float = DEPTH_EPSILON, callback: Callback | None = None) -> CrossCheck:
+    """Cross-check a discrete solution against the continuous relaxation of its problem.
+
+    Args:
+        source: the GA's ``SearchResult`` (its budget and convention are used when not given) or
+            any genotype of the space's template.
+        space: the search space (template, ranges, btn rounding).
+        budget: the constraints; required when ``source`` is a genotype.
+        alpha, beta, convention: the objective's weights and the cost convention.
+        seed: seeds the random starts.
+        random_starts: random feasible starts besides the GA's solution.
+        kernels: ``fixed`` keeps the GA's per-stage kernels; ``each`` also solves, from the GA's
+            widths, every other per-stage kernel combination of the space (|kernels|^S solves)
+            and bounds over all of them.
+        depth_nodes: when > 0, also bound the problem with integral depths by a branch and
+            bound over the depths of at most this many SLSQP nodes (``depth_branch_and_bound``)
+            and round its best leaf too.
+        maxiter: SLSQP iteration limit per start.
+        polish_iterations: best-improvement steps of the discrete polish after rounding (0: none).
+        polish_starts: how many of the best distinct roundings are polished.
+        tolerance: a gap above this is flagged in ``warnings``.
+        depth_epsilon: ε of the smoothed depth std.
+        callback: called with a progress dict after each SLSQP run.
+
+    Returns:
+        A ``CrossCheck``; solver failures and infeasible starts are recorded there, never dropped.
+    """
+    t0 = time.perf_counter()
+    report = callback or (lambda info: None)
+    if isinstance(source, SearchResult):
+        genotype, budget = source.genotype, budget or source.budget
+        convention = convention or source.convention
+    else:
+        genotype = source
+        if budget is None:
+            raise ValueError("budget: required when cross-checking a genotype (not a SearchResult)")
+    convention = convention or "torch"
+    if kernels not in ("fixed", "each"):
+        raise ValueError(f"kernels: expected 'fixed' or 'each', got {kernels!r}")
+    if Template.of(genotype) != space.template:
+        raise ValueError("genotype: its template (blocks, strides, head, stem, image size) differs from the space's")
+    alpha = check_alpha(alpha, space.template.num_segments)
+    problem = DeepMADProblem(space, budget, alpha, beta, convention)
+    ga_evaluation = evaluate(genotype, alpha, beta, convention)
+    ga_objective = float(ga_evaluation.objective)
+    violated = _violated(problem, genotype)
+    ga_feasible = not violated
+    warnings: list[str] = []
+    if violated:
+        warnings.append("the GA's genotype breaks the budget (" + violated + ")")
+
+    ga_kernels = tuple(st.k for st in genotype.stages)
+    rng = np.random.default_rng(seed)
+    runs: list[tuple[StartReport, np.ndarray]] = []
+
+    def run(relax, origin, z0, **kw):
+        kw.setdefault("maxiter", maxiter)
+        runs.append(_run_start(relax, origin, z0, **kw))
+        r = runs[-1][0]
+        report({"phase": "relax", "done": len(runs), "origin": origin, "kernels": relax.kernels,
+                "objective": r.objective, "feasible": r.feasible, "status": r.message})
+        return runs[-1]
+
+    relax = Relaxation(space, budget, ga_kernels, alpha, beta, convention, depth_epsilon)
+    z_ga = relax.point(genotype)
+    bound_runs = [run(relax, "ga", z_ga)]
+    found = relax.sample(random_starts, rng) if random_starts else np.zeros((0, relax.n_var))
+    if len(found) < random_starts:
+        warnings.append(f"only {len(found)} of {random_starts} random feasible starts were found")
+    bound_runs += [run(relax, f"random[{i}]", z) for i, z in enumerate(found)]
+    relaxations = {ga_kernels: relax}
+    if kernels == "each":
+        for ks in itertools.product(space.kernels, repeat=space.num_stages):
+            if ks != ga_kernels:
+                relaxations[ks] = Relaxation(space, budget, ks, alpha, beta, convention, depth_epsilon)
+                bound_runs.append(run(relaxations[ks], "ga", z_ga))
+
+    # The relaxed optimum with the GA's (integral) depths splits the gap into depth and width parts.
+    fixed_lo, fixed_hi = relax.lower.copy(), relax.upper.copy()
+    fixed_lo[relax.i_depth] = fixed_hi[relax.i_depth] = np.clip(z_ga[relax.i_depth], relax.lower[relax.i_depth],
+                                                                relax.upper[relax.i_depth])
+    fixed_rep, z_fixed = run(relax, "ga-depths", z_ga, lower=fixed_lo, upper=fixed_hi)
+
+    for r, _ in runs:
+        if r.start_violation > FEASIBILITY_TOLERANCE and r.origin in ("ga", "ga-depths"):
+            warnings.append(f"start {r.origin} {_kernel_text(r.kernels)} began infeasible "
+                            f"(violation {r.start_violation:.2g})")
+        if not r.feasible:
+            warnings.append(f"start {r.origin} {_kernel_text(r.kernels)} ended infeasible "
+                            f"(violation {r.violation:.2g}): {r.message}")
+        elif not r.converged:
+            warnings.append(f"start {r.origin} {_kernel_text(r.kernels)} did not converge: {r.message}")
+
+    feasible_runs = [x for x in bound_runs if x[0].feasible]
+    relaxed_objective = rounded_objective = repaired_objective = float("nan")
+    relaxed_point = relaxed_costs = depth_bound = None
+    rounded_x = None
+    best_kernels = ga_kernels
+    depth_fixed_objective = fixed_rep.objective if fixed_rep.feasible else float("nan")
+    sources = [(relax, z_fixed)] if fixed_rep.feasible else []
+    if not feasible_runs:
+        warnings.append("no SLSQP start ended feasible: no relaxed bound")
+    else:
+        best, z = max(feasible_runs, key=lambda x: x[0].objective)
+        best_relax = relaxations[best.kernels]
+        relaxed_objective, best_kernels = best.objective, best.kernels
+        relaxed_point = best_relax.widths(z)
+        v = best_relax.evaluate(z[None], gradients=False)
+        relaxed_costs = {"macs": float(v.macs[0]), "params": float(v.params[0]),
+                         "rho": float(v.rho_prefix[0].max()), "layers": float(v.layers[0])}
+        sources.insert(0, (best_relax, z))
+    if sources:
+        rounded_x, repaired_objective = round_and_polish(problem, sources, polish_iterations, polish_starts, seed)
+        if rounded_x is None:
+            warnings.append("no rounding of the relaxed optimum could be repaired to a feasible genotype")
+    solver_seconds = sum(r.seconds for r, _ in runs)
+    if depth_nodes and feasible_runs:
+        found = [ga_objective] if ga_feasible else []
+        if rounded_x is not None:
+            found.append(objective_of(problem, rounded_x))
+        incumbent = max(found, default=-np.inf)
+        depth_bound, z_leaf = depth_branch_and_bound(best_relax, z, incumbent, depth_nodes, callback=report)
+        solver_seconds += depth_bound["seconds"]
+        if depth_bound["pruned_infeasible"]:
+            warnings.append(f"depth bound: {depth_bound['pruned_infeasible']} nodes ended infeasible in SLSQP and "
+                            "were pruned (not certified)")
+        if z_leaf is not None:
+            x_leaf, f_leaf = round_and_polish(problem, [(best_relax, z_leaf)], polish_iterations, polish_starts,
+                                               seed)
+            better = x_leaf is not None and (rounded_x is None
+                                             or objective_of(problem, x_leaf) > objective_of(problem, rounded_x))
+            if better:
+                rounded_x, repaired_objective = x_leaf, f_leaf
+    rounded_g = rounded_evaluation = None
+    if rounded_x is not None:
+        rounded_g = space.genotype(rounded_x)
+        rounded_evaluation = evaluate(rounded_g, alpha, beta, convention)
+        rounded_objective = float(rounded_evaluation.objective)
+    if depth_bound is not None:
+        best_discrete = max(rounded_objective if rounded_x is not None else -np.inf,
+                            ga_objective if ga_feasible else -np.inf)
+        if np.isfinite(best_discrete):
+            depth_bound["best_discrete"] = best_discrete
+            depth_bound["gap"] = (depth_bound["bound"] - best_discrete) / depth_bound["bound"]
+
+    gap = depth_gap = width_gap = float("nan")
+    if np.isfinite(relaxed_objective):
+        gap = (relaxed_objective - ga_objective) / relaxed_objective
+        if np.isfinite(depth_fixed_objective):
+            depth_gap = (relaxed_objective - depth_fixed_objective) / relaxed_objective
+            width_gap = (depth_fixed_objective - ga_objective) / relaxed_objective
+        if gap < -1e-9:
+            warnings.append(f"the relaxed optimum {relaxed_objective:.6g} is below the GA's {ga_objective:.6g}: "
+                            "SLSQP stopped at a worse local optimum (the GA's point is relaxed-feasible)")
+        elif gap > tolerance:
+            warnings.append(f"gap {gap:.2%} exceeds the tolerance {tolerance:.2%}"
+                            + (f" (depths {depth_gap:.2%}, widths {width_gap:.2%})" if np.isfinite(depth_gap) else ""))
+    result = CrossCheck(genotype, ga_objective, ga_feasible, relaxed_objective, relaxed_point, relaxed_costs,
+                        best_kernels, depth_fixed_objective, relax.widths(z_fixed) if fixed_rep.feasible else None,
+                        depth_bound, rounded_g, rounded_objective, repaired_objective, gap, depth_gap, width_gap,
+                        tolerance, solver_seconds, 0.0, tuple(r for r, _ in runs), tuple(warnings), convention, budget,
+                        ga_evaluation, rounded_evaluation)
+    if result.improved:
+        warnings.append(f"the rounded relaxation ({rounded_objective:.6g}) beats the GA ({ga_objective:.6g})")
+    return replace(result, warnings=tuple(warnings), seconds=time.perf_counter() - t0)
+
+
+def _run_start(relax: Relaxation, origin: str, z0: np.ndarray, **kw):
+    lower, upper = kw.get("lower", relax.lower), kw.get("upper", relax.upper)
+    z0 = np.clip(z0, lower, upper)
+    viol0 = float(relax.violation(z0)[0])
+    obj0 = float(relax.evaluate(z0[None], gradients=False).objective[0])
+    z, info = relax.solve(z0, **kw)
+    viol = float(relax.violation(z)[0])
+    obj = float(relax.evaluate(z[None], gradients=False).objective[0])
+    rep = StartReport(origin, relax.kernels, obj0, viol0, obj, viol, viol <= FEASIBILITY_TOLERANCE, info["status"],
+                      info["message"], info["iterations"], info["evaluations"], info["seconds"])
+    return rep, z
+
+
+def _kernel_text(kernels) -> str:
+    return "k" + "/".join(str(k) for k in kernels)
+
+
+def _violated(problem: DeepMADProblem, genotype: Genotype) -> str:
+    """The constraints a genotype breaks, as text ('' when feasible)."""
+    ev = evaluate(genotype, problem.alpha, problem.beta, problem.convention)
+    b = problem.budget
+    parts = []
+    if b.rho is not None and ev.rho > b.rho:
+        parts.append(f"rho {ev.rho:.4g} > {b.rho:g}")
+    if b.macs is not None and ev.macs > b.macs:
+        parts.append(f"MACs {ev.macs:.4g} > {b.macs:.4g}")
+    if b.params is not None and ev.params > b.params:
+        parts.append(f"params {ev.params:.4g} > {b.params:.4g}")
+    if b.max_layers is not None and ev.layers > b.max_layers:
+        parts.append(f"layers {ev.layers} > {b.max_layers}")
+    outs = [st.out for st in genotype.stages]
+    if b.monotone and any(a > c for a, c in zip(outs, outs[1:])):
+        parts.append("stage channels decrease")
+    return ", ".join(parts)
