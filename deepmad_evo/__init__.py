@@ -12,7 +12,7 @@ __all__ = ["Genotype", "GenotypeError", "Head", "Stage", "Stem", "load_genotype"
            "evaluate", "evaluate_population", "expand", "__version__"]
 
 # Torch-dependent names load on first use so that `import deepmad_evo` stays torch-free.
-_LAZY = {"build_model": "deepmad_evo.model", "models": "deepmad_evo.models"}
+_LAZY = {"build_model": "deepmad_evo.model", "load_model": "deepmad_evo.model", "models": "deepmad_evo.models"}
 
 
 def __getattr__(name: str):

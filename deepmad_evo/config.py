@@ -134,12 +134,15 @@ class Config:
 
     def to_dict(self) -> dict:
         """JSON-ready resolved configuration (written next to every result)."""
+        budget = asdict(self.budget)
+        if self.budget.latency is None and self.budget.latency_table is None:
+            del budget["latency"], budget["latency_table"]  # runs without latency keep their identity
         d = {"name": self.name, "template": asdict(self.template), "space": asdict(self.space),
-             "budget": asdict(self.budget), "objective": asdict(self.objective), "search": asdict(self.search)}
+             "budget": budget, "objective": asdict(self.objective), "search": asdict(self.search)}
         return jsonable(d)
 
     def with_overrides(self, *, macs=None, params=None, rho=None, block=None, image_size=None, seed=None,
-                       convention=None, alpha=None, beta=None) -> "Config":
+                       convention=None, alpha=None, beta=None, latency=None, latency_table=None) -> "Config":
         """A copy with command-line overrides applied (each validated here)."""
         cfg = self
         if block is not None:
@@ -158,9 +161,12 @@ class Config:
             except ValueError as exc:
                 raise ConfigError(f"--image-size: {exc}") from None
         b = cfg.budget
+        if latency is not None and latency_table is None and b.latency_table is None:
+            raise ConfigError("--latency: expected --latency-table TABLE (written by `run.py profile`) to predict it from")
         b = Budget(rho=b.rho if rho is None else _positive(rho, "--rho"),
                    macs=b.macs if macs is None else macs, params=b.params if params is None else params,
-                   max_layers=b.max_layers, monotone=b.monotone)
+                   max_layers=b.max_layers, monotone=b.monotone, latency=b.latency if latency is None else latency,
+                   latency_table=b.latency_table if latency_table is None else str(latency_table))
         o = cfg.objective
         if convention is not None and convention not in CONVENTIONS:
             raise ConfigError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
@@ -176,7 +182,10 @@ class Config:
             check_alpha(self.objective.alpha, self.template.num_segments) if self.objective.alpha else None
         except ValueError as exc:
             raise ConfigError(f"objective.{exc}") from None
-        self.search_space()
+        space = self.search_space()
+        if self.budget.latency is not None:
+            # A corrupt table, or one that lacks this space's ops, fails now rather than in a worker.
+            self.budget.latency_model().check_space(space)
 
 
 def _positive(v, field):
@@ -240,6 +249,15 @@ def _list(item, n=None):
     return check
 
 
+def _time(v, f):
+    from .latency.table import parse_time
+
+    try:
+        return parse_time(v, f)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _quantity_or_off(v, f):
     if v is False or v == "off" or v == 0:
         return None
@@ -287,11 +305,12 @@ def load_config(source: str | Path | None = None) -> Config:
     space = SpaceConfig(**sp)
     b = _take(top.get("budget", {}), "budget", {
         "macs": _quantity_or_off, "params": _quantity_or_off, "rho": _num, "max_layers": _pos_int,
-        "monotone": _bool}, src)
+        "monotone": _bool, "latency": _time, "latency_table": lambda v, f: str(v)}, src)
     default_rho = FAMILY_DEFAULTS[family(template.blocks[0])]["rho"]
     try:
         budget = Budget(rho=b.get("rho", default_rho), macs=b.get("macs"), params=b.get("params"),
-                        max_layers=b.get("max_layers"), monotone=b.get("monotone", True))
+                        max_layers=b.get("max_layers"), monotone=b.get("monotone", True), latency=b.get("latency"),
+                        latency_table=b.get("latency_table"))
     except ValueError as exc:
         raise ConfigError(f"{src}: {exc}") from None
     o = _take(top.get("objective", {}), "objective", {

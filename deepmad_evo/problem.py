@@ -1,8 +1,9 @@
 """The DeepMAD design problem as a pymoo ``Problem`` over the integer genotype vector.
 
 F = −objective (pymoo minimises). G (≤ 0 feasible), every column normalised:
-ρ/ρ0 − 1, MACs/B_macs − 1, params/B_params − 1, L/L_max − 1 (the budgets that are set) and the
-largest channel decrease between consecutive stages over the channel range (guideline 3, when on).
+ρ/ρ0 − 1, MACs/B_macs − 1, params/B_params − 1, L/L_max − 1, latency/B_latency − 1 (the budgets
+that are set; latency predicted by the table's ``latency.LatencyModel``) and the largest channel
+decrease between consecutive stages over the channel range (guideline 3, when on).
 """
 
 from __future__ import annotations
@@ -26,22 +27,35 @@ class Budget:
     params: float | None = None
     max_layers: int | None = None
     monotone: bool = True
+    latency: float | None = None  # seconds, predicted from latency_table
+    latency_table: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rho", "macs", "params", "max_layers"):
+        for name in ("rho", "macs", "params", "max_layers", "latency"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"budget.{name}: expected a positive number or none, got {v}")
+        if self.latency is not None and self.latency_table is None:
+            raise ValueError("budget.latency: expected a latency table to predict it from (--latency-table TABLE), got none")
 
     @property
     def names(self) -> tuple[str, ...]:
         """Names of the G columns, in order."""
-        names = [n for n in ("rho", "macs", "params", "max_layers") if getattr(self, n) is not None]
+        names = [n for n in ("rho", "macs", "params", "max_layers", "latency") if getattr(self, n) is not None]
         return tuple(names + (["monotone"] if self.monotone else []))
 
+    def latency_model(self):
+        """The ``latency.LatencyModel`` of ``latency_table`` (cached per process), or None."""
+        if self.latency_table is None:
+            return None
+        from .latency.model import model_for
 
-def constraint_values(ev: PopulationEvaluation, out: np.ndarray, budget: Budget, channel_range: float) -> np.ndarray:
-    """The normalised constraint matrix G (N, n_constr) of evaluated networks."""
+        return model_for(self.latency_table)
+
+
+def constraint_values(ev: PopulationEvaluation, out: np.ndarray, budget: Budget, channel_range: float,
+                      latency: np.ndarray | None = None) -> np.ndarray:
+    """The normalised constraint matrix G (N, n_constr) of evaluated networks (``latency``: predicted seconds)."""
     cols = []
     if budget.rho is not None:
         cols.append(ev.rho / budget.rho - 1.0)
@@ -51,6 +65,8 @@ def constraint_values(ev: PopulationEvaluation, out: np.ndarray, budget: Budget,
         cols.append(ev.params / budget.params - 1.0)
     if budget.max_layers is not None:
         cols.append(ev.layers / budget.max_layers - 1.0)
+    if budget.latency is not None:
+        cols.append(latency / budget.latency - 1.0)
     if budget.monotone:
         drop = np.max(out[:, :-1] - out[:, 1:], axis=1, initial=0) if out.shape[1] > 1 else np.zeros(len(out))
         cols.append(drop / channel_range)
@@ -68,6 +84,7 @@ class DeepMADProblem(Problem):
         self.alpha = check_alpha(alpha, space.template.num_segments)
         self.beta, self.convention = float(beta), convention
         self.n_evals = 0
+        self.latency = budget.latency_model() if budget.latency is not None else None
         xl, xu = space.bounds
         super().__init__(n_var=space.n_var, n_obj=1, n_ieq_constr=len(budget.names), xl=xl, xu=xu, vtype=int)
 
@@ -86,7 +103,9 @@ class DeepMADProblem(Problem):
                                  self.convention)
         self.n_evals += len(X)
         channel_range = float(self.space.channels[-1])
-        return ev, constraint_values(ev, out, self.budget, channel_range)
+        latency = None if self.latency is None else \
+            self.latency.predict_population(self.space.template, stem, out, btn, kernel, depth)
+        return ev, constraint_values(ev, out, self.budget, channel_range, latency)
 
     def _evaluate(self, X, out, *args, **kwargs):
         ev, G = self.evaluate_vectors(np.asarray(X))

@@ -28,24 +28,32 @@ def si_compact(value, digits: int = 4) -> str:
 
 def report_table(report: dict, title: str | None = None) -> Table:
     """Per-stage table of a ``report.genotype_report`` (or traced module) dict."""
+    from .latency.table import format_time
+
+    lat = "latency" in report
     table = Table(title=title, title_justify="left", header_style="bold")
     for col, justify in (("stage", "left"), ("block", "left"), ("in→out", "right"), ("btn", "right"),
                          ("k", "right"), ("s", "right"), ("depth", "right"), ("side", "right"),
                          ("α·H_j", "right"), ("ρ prefix", "right"), ("MACs", "right"), ("params", "right")):
         table.add_column(col, justify=justify)
+    if lat:
+        table.add_column("latency", justify="right")
     for row in report["stages"]:
         table.add_row(
             row["name"], row["block"], f"{row['in']}→{row['out']}", "" if row.get("btn") is None else str(row["btn"]),
             str(row["k"]), str(row["s"]), str(row["depth"]), str(row["side"]),
             "" if row.get("entropy_term") is None else f"{row['entropy_term']:.2f}",
             f"{row['rho_prefix']:.4f}", si(row["macs"]), si(row["params"]),
+            *([format_time(row["latency"])] if lat else []),
         )
     cls = report.get("classifier") or {}
-    if cls.get("params"):
-        table.add_row("classifier", "linear", "", "", "", "", "", "", "", "", si(cls["macs"]), si(cls["params"]))
+    if cls.get("params") or lat:
+        table.add_row("classifier" + (" + overhead" if lat else ""), "linear", "", "", "", "", "", "", "", "",
+                      si(cls.get("macs")), si(cls.get("params")), *([format_time(report["latency_rest"])] if lat else []))
     table.add_section()
     table.add_row("total", "", "", "", "", "", str(report["layers"]) + " L", "", f"{report['entropy']:.2f}",
-                  f"{report['rho']:.4f}", si(report["macs"]), si(report["params"]), style="bold")
+                  f"{report['rho']:.4f}", si(report["macs"]), si(report["params"]),
+                  *([format_time(report["latency"])] if lat else []), style="bold")
     return table
 
 
@@ -64,9 +72,20 @@ def summary_lines(report: dict) -> list[str]:
                 parts.append(f"{mark} channels non-decreasing")
             elif name == "rho":
                 parts.append(f"{mark} ρ {c['value']:.4f} ≤ {c['limit']:g}")
+            elif name == "latency":
+                from .latency.table import format_time
+
+                parts.append(f"{mark} predicted latency {format_time(c['value'])} ≤ {format_time(c['limit'])}")
             else:
                 parts.append(f"{mark} {name} {si(c['value'])} ≤ {si(c['limit'])}")
         lines.append("constraints: " + "   ".join(parts))
+    if "latency" in report:
+        from .latency.table import format_time
+
+        m = report["latency_model"]
+        st = m["settings"]
+        lines.append(f"predicted latency [bold]{format_time(report['latency'])}[/] on {m['device']} ({st['device']} batch "
+                     f"{st['batch']} {st['precision']} {st['threads']} thread(s); table {m['table']}, {m['form']} model)")
     if report.get("text"):
         lines.append(f"text form: [cyan]{report['text']}[/]")
     return lines
@@ -156,3 +175,21 @@ def print_cross_check(console, cc, title: str = "cross-check", returned: bool = 
         console.print(f"[bold yellow]warning:[/] [bold]the rounded relaxation beats the GA[/] "
                       f"({cc.rounded_objective:.2f} > {cc.ga_objective:.2f})"
                       + ("; this run returns it" if returned else "") + f": [cyan]{cc.rounded_genotype.to_text()}[/]")
+
+
+def print_latency(console: Console, rec: dict) -> None:
+    """One line: a winner's predicted latency and, when timed, its measured latency against the budget."""
+    from .latency.table import format_time
+
+    st = rec["settings"]
+    line = (f"latency on {rec['device']} (batch {st['batch']}, {st['precision']}, {st['threads']} thread(s)): "
+            f"predicted [bold]{format_time(rec['predicted'])}[/]")
+    if rec.get("measured") is not None:
+        ratio = rec["measured"] / rec["budget"]
+        mark = "[green]✓[/]" if ratio <= 1.0 else "[yellow]~[/]" if ratio <= 1.05 else "[red]✗[/]"
+        line += (f", measured [bold]{format_time(rec['measured'])}[/] ± {100 * rec['noise']:.0f} % "
+                 f"({rec['clock']} clock, load {rec['load']:.1f}); {mark} {ratio:.2f} × the budget "
+                 f"{format_time(rec['budget'])}")
+    else:
+        line += f"; [dim]not timed: {rec.get('not_timed')}[/]"
+    console.print(line)

@@ -88,8 +88,8 @@ def _violation(G: np.ndarray) -> np.ndarray:
 
 
 def _budget_violation(problem: DeepMADProblem, G: np.ndarray) -> np.ndarray:
-    """Violation of the size budgets only (MACs, params, layers): these grow with every variable."""
-    cols = [i for i, n in enumerate(problem.budget.names) if n in ("macs", "params", "max_layers")]
+    """Violation of the size budgets only (MACs, params, layers, latency): these grow with every variable."""
+    cols = [i for i, n in enumerate(problem.budget.names) if n in ("macs", "params", "max_layers", "latency")]
     return _violation(G[:, cols]) if cols else np.zeros(len(G))
 
 
@@ -366,6 +366,9 @@ def _check_feasible(problem: DeepMADProblem, X0: np.ndarray) -> None:
                  f"params {ev.params[0]:.4g}" + ("" if b.params is None else f" (budget {b.params:.4g})")]
         if b.max_layers is not None:
             parts.append(f"layers {ev.layers[0]} (max {b.max_layers})")
+        if b.latency is not None:
+            lat = problem.latency.predict_population(problem.space.template, *problem.space.decode(x[None]))[0]
+            parts.append(f"predicted latency {lat * 1e3:.4g} ms (budget {b.latency * 1e3:.4g} ms)")
         raise InfeasibleBudgetError(
             "budget: infeasible; the smallest network this space allows has " + ", ".join(parts)
             + f" ({problem.convention} convention)"

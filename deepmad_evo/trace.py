@@ -67,15 +67,32 @@ def is_module_spec(text: str) -> bool:
     return bool(_SPEC.match(str(text).strip()))
 
 
+def _timm_model(name: str) -> nn.Module:
+    """``timm.create_model(name)`` with random weights; our zoo networks are registered first."""
+    try:
+        import timm
+
+        import deepmad_evo.timm  # noqa: F401  (registers deepmad_* with timm)
+    except ImportError:
+        raise ValueError("model: timm:<name> needs timm; install the extra: pip install 'deepmad-evo[timm]'") from None
+    names = timm.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ValueError(f"model: {name!r} is not a timm model{hint}")
+    return timm.create_model(name, pretrained=False)
+
+
 def load_module(spec: str) -> nn.Module:
-    """Instantiate ``torchvision:<name>`` (random weights) or call ``package.module:callable``.
+    """Instantiate ``torchvision:<name>`` / ``timm:<name>`` (random weights) or call ``package.module:callable``.
 
     Raises:
         ValueError: naming the spec and what was expected.
     """
     spec = str(spec).strip()
     if not is_module_spec(spec):
-        raise ValueError(f"model: expected 'torchvision:<name>' or 'package.module:callable', got {spec!r}")
+        raise ValueError(f"model: expected 'torchvision:<name>', 'timm:<name>' or 'package.module:callable', "
+                         f"got {spec!r}")
     module_name, attr = spec.split(":")
     if module_name == "torchvision":
         import torchvision
@@ -86,6 +103,8 @@ def load_module(spec: str) -> nn.Module:
             hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
             raise ValueError(f"model: {attr!r} is not a torchvision classification model{hint}")
         return torchvision.models.get_model(attr, weights=None)
+    if module_name == "timm":
+        return _timm_model(attr)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -59,18 +59,26 @@ def evaluate_weights(model_file: Path, genotype: Genotype, recipe) -> float:
     return 100.0 * hits / len(val)
 
 
-def test_a_small_network_learns_real_digits_in_two_epochs(tmp_path, one_thread):
+def evaluate_command(weights: Path, capsys) -> dict:
+    """`run.py evaluate WEIGHTS --json`: the user's way to score saved weights (recipe read from config.json)."""
+    capsys.readouterr()
+    assert cli_main(["evaluate", str(weights), "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_a_small_network_learns_real_digits_in_two_epochs(tmp_path, one_thread, capsys):
     recipe = T.load_train_config("digits").with_overrides(epochs=2, warmup_epochs=0.0, batch_size=32)
     genotype = Genotype.from_text(SMALL)
     data = T.build_data(recipe)
     result = T.train(T.make_model(genotype, 10, recipe), recipe, data, tmp_path)
     top1 = evaluate_weights(tmp_path / "model.pt", genotype, recipe)
     assert top1 == pytest.approx(result.final["val_top1"], abs=1e-9)
+    assert evaluate_command(tmp_path, capsys)["top1"] == pytest.approx(top1, abs=1e-9)
     assert top1 > 70.0, top1  # 82 % here; chance is 10 %, and shuffled labels or broken images stay near it
 
 
 @pytest.mark.slow
-def test_search_train_evaluate_on_digits(tmp_path, one_thread):
+def test_search_train_evaluate_on_digits(tmp_path, one_thread, capsys):
     out = tmp_path / "run"
     assert cli_main(["--config", "digits", "--out", str(out), "--no-build", "--train", "--dataset", "digits",
                      "--epochs", "8"]) == 0
@@ -79,4 +87,5 @@ def test_search_train_evaluate_on_digits(tmp_path, one_thread):
     top1 = evaluate_weights(out / "train" / "model.pt", genotype, recipe)
     metrics = json.loads((out / "train" / "metrics.json").read_text())["epochs"]
     assert top1 == pytest.approx(metrics[-1]["val_top1"], abs=1e-9)
+    assert evaluate_command(out / "train", capsys)["top1"] == pytest.approx(top1, abs=1e-9)
     assert top1 > 95.0, top1

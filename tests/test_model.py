@@ -98,7 +98,7 @@ def test_features_only_shapes_and_reductions(index):
     assert len(feats) == len(model.feature_info) == net.num_segments
     for f, info, c, r in zip(feats, model.feature_info, net.segment_channels(), net.segment_sides()):
         assert f.shape == (1, c, r, r)
-        assert info["channels"] == c
+        assert info["num_chs"] == c
         assert math.ceil(g.image_size / info["reduction"]) == r
     assert not hasattr(model, "classifier") or model.classifier is None
 
@@ -109,7 +109,8 @@ def test_features_only_out_indices_drop_later_units():
     model = build_model(g, features_only=True, out_indices=(1, -2)).eval()
     feats = model(torch.randn(1, 3, 33, 33))
     assert [f.shape[1:] for f in feats] == [(16, 9, 9), (24, 5, 5)]
-    assert [(i["segment"], i["reduction"]) for i in model.feature_info] == [(1, 4), (2, 8)]
+    assert [(i["index"], i["reduction"]) for i in model.feature_info] == [(1, 4), (2, 8)]
+    assert model.feature_info.channels() == [16, 24] and model.feature_info.module_name() == ["stages.0", "stages.1"]
     # The last stage and the head feed no returned segment, so they are not built.
     assert len(model.stages) == 2 and isinstance(model.head, nn.Identity)
 
@@ -178,7 +179,7 @@ def test_reads_paths_and_text(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"num_classes": 0}, "num_classes"), ({"drop_rate": 1.0}, "drop_rate"), ({"drop_path_rate": -0.1}, "drop_path_rate"),
+    ({"num_classes": -1}, "num_classes"), ({"drop_rate": 1.0}, "drop_rate"), ({"drop_path_rate": -0.1}, "drop_path_rate"),
     ({"features_only": True, "out_indices": (9,)}, "out_indices"), ({"features_only": True, "out_indices": (1, 0)}, "out_indices"),
     ({"activation": "swish2"}, "activation"),
 ])

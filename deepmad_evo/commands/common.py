@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config import load_config, parse_quantity
 from ..costs import CONVENTIONS
 from ..genotype import BLOCKS
+from ..latency.table import parse_time
 
 
 def add_search_options(p: argparse.ArgumentParser,
@@ -22,6 +23,9 @@ def add_search_options(p: argparse.ArgumentParser,
     p.add_argument("--config", default=None, help=config_help)
     p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G (K/M/G/T suffixes or a plain number)")
     p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
+    p.add_argument("--latency", default=None, help="latency budget, e.g. 5ms, predicted from --latency-table")
+    p.add_argument("--latency-table", default=None, metavar="TABLE",
+                   help="latency table written by `run.py profile` on the target device")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
     p.add_argument("--image-size", type=int, default=None)
@@ -35,6 +39,7 @@ def resolve_config(args: argparse.Namespace):
         macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
         params=None if args.params is None else parse_quantity(args.params, "--params"),
         rho=args.rho, block=args.block, image_size=args.image_size, seed=args.seed, convention=args.convention,
+        latency=None if args.latency is None else parse_time(args.latency, "--latency"), latency_table=args.latency_table,
     )
 
 
@@ -58,9 +63,10 @@ def pareto_run_dir(cfg) -> Path:
 PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke", "digits": "digits"}
 
 
-def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config", resume: bool = True) -> None:
+def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config", single_run: bool = True) -> None:
     """The training flags, shared by `train`, `search --train`, `study` and `tune` (the last three name the
-    recipe --train-config; studies always resume, so they go without --resume)."""
+    recipe --train-config; studies train many networks from scratch and always resume, so they go without
+    --resume, --init and --evaluate-only)."""
     p.add_argument("--data", metavar="DIR", default=None,
                    help="dataset folder: DIR/train and DIR/val (imagefolder) or the folder holding cifar-100-python/")
     p.add_argument("--dataset", default=None,
@@ -75,16 +81,24 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config",
     p.add_argument("--ema-decay", type=float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
-    if resume:
+    p.add_argument("--set", dest="train_settings", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                   help="set any recipe field, e.g. --set augment.auto_augment=randaugment --set optim.optimizer=adamw "
+                        "(TOML value; repeatable; applied before the flags above)")
+    if single_run:
         p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+        p.add_argument("--init", metavar="WEIGHTS", default=None,
+                       help="start from these weights (a folder with model.safetensors or a .safetensors file); a "
+                            "classifier of another width is re-initialised")
+        p.add_argument("--evaluate-only", action="store_true",
+                       help="only evaluate (top-1/5 on the validation split) the --init weights or the --resume checkpoint")
 
 
 def resolve_train_config(args: argparse.Namespace):
     """The recipe named by the flags, with the command-line overrides applied."""
-    from ..train import load_train_config
+    from ..train import apply_settings, load_train_config
 
     preset = args.train_config or PRESET_OF_DATASET.get(args.dataset or "imagefolder", "imagenet")
-    cfg = load_train_config(preset)
+    cfg = apply_settings(load_train_config(preset), getattr(args, "train_settings", None) or [])
     overrides = dict(dataset=args.dataset, path=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      warmup_epochs=args.warmup_epochs, workers=args.workers, ema_decay=args.ema_decay,
                      device=args.device, compile=args.compile, seed=getattr(args, "train_seed", None),
@@ -106,7 +120,7 @@ _FLAGS = {"path": "--data", "seed": "--seed", "image_size": "--image-size"}
 # ------------------------------------------------------------------------- study and tune trials
 def add_trial_options(p: argparse.ArgumentParser) -> None:
     """Training flags (recipe via --train-config) plus where and how the trials run."""
-    add_train_options(p, config_flag="--train-config", resume=False)
+    add_train_options(p, config_flag="--train-config", single_run=False)
     p.add_argument("--seed", dest="train_seed", metavar="SEED", type=int, default=None,
                    help="training seed, the same for every network (default from the recipe)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",

@@ -41,6 +41,9 @@ def resolve(args: argparse.Namespace):
                              "pass --config with a TOML whose [template] matches")
         args = argparse.Namespace(**{**vars(args), "config": matching[0]})
     cfg = resolve_config(args)
+    if cfg.budget.latency is not None:
+        raise ValueError("--latency: the continuous relaxation does not model latency; expected no latency budget "
+                         "with cross-check")
     if genotype is not None and Template.of(genotype) != cfg.template:
         raise ValueError(f"genotype: its template ({_template_text(Template.of(genotype))}) differs from the "
                          f"config's ({_template_text(cfg.template)}); pass a matching --config")

@@ -26,14 +26,24 @@ def add_parser(sub) -> None:
     p.add_argument("--budget", default=None, help="MAC budget to check, e.g. 4.5G")
     p.add_argument("--params", default=None, help="parameter budget to check, e.g. 29M")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 to check")
+    p.add_argument("--latency", default=None, help="latency budget to check, e.g. 5ms (needs --latency-table)")
+    p.add_argument("--latency-table", default=None, metavar="TABLE",
+                   help="latency table from `run.py profile`: show the predicted latency per stage and in total")
 
 
 def budget_from_args(args: argparse.Namespace) -> Budget | None:
-    if args.budget is None and args.params is None and args.rho is None:
-        return None
+    from ..latency.table import parse_time
+
+    latency = None if args.latency is None else parse_time(args.latency, "--latency")
+    if latency is not None and args.latency_table is None:
+        raise ValueError("--latency: expected --latency-table TABLE (written by `run.py profile`) to predict it from")
+    if args.budget is None and args.params is None and args.rho is None and latency is None:
+        # A table alone: show predicted latencies, check nothing.
+        return None if args.latency_table is None else Budget(rho=None, monotone=False, latency_table=args.latency_table)
     return Budget(rho=args.rho,
                   macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
-                  params=None if args.params is None else parse_quantity(args.params, "--params"))
+                  params=None if args.params is None else parse_quantity(args.params, "--params"),
+                  latency=latency, latency_table=args.latency_table)
 
 
 def run(args: argparse.Namespace, console) -> int:
@@ -55,6 +65,9 @@ def run(args: argparse.Namespace, console) -> int:
 
 def _traced(args: argparse.Namespace, budget) -> dict:
     """Report of a live module traced on a dummy input (imports torch only on this path)."""
+    if args.latency_table is not None:
+        raise ValueError(f"--latency-table: latency is predicted for genotypes (the decoder's ops); "
+                         f"a traced module ({args.path}) is not covered")
     if args.convention != "torch":
         raise ValueError(f"--convention: a traced module is counted from the live module (torch), got {args.convention!r}")
     from ..trace import module_report

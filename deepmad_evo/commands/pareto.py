@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..config import load_config, parse_quantity
-from ..pareto import SWEEP_LABEL, Sweep, budget_points, run_pareto, scaled_params
+from ..latency.table import format_time, parse_time
+from ..pareto import SWEEP_LABEL, Sweep, budget_points, latency_points, run_pareto, scaled_params
 from ..render import si_compact
 from .common import pareto_run_dir
 
@@ -18,6 +19,11 @@ def add_parser(sub) -> None:
     p.add_argument("--params", nargs="+", default=None, metavar="PARAMS",
                    help="one params budget per --budget, or 'off'; default: the config's params/MACs ratio times each "
                         "budget (the sweep always uses the ratio, or no params with 'off')")
+    p.add_argument("--latency", nargs="+", default=None, metavar="TIME",
+                   help="latency budgets instead of MAC budgets, e.g. 20ms 50ms 100ms (needs --latency-table): "
+                        "the best design per latency budget, latency on the x-axis")
+    p.add_argument("--latency-table", default=None, metavar="TABLE",
+                   help="latency table written by `run.py profile`; with MAC budgets it adds the predicted latency")
     p.add_argument("--config", default=None, help="preset name (mb-29m, r50, …) or TOML path; default mb-29m")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
     p.add_argument("--seed", type=int, default=None, help="run seed (default from the config)")
@@ -41,10 +47,18 @@ def _params(args) -> list[float] | str | None:
 def run(args: argparse.Namespace, console) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    cfg = load_config(args.config).with_overrides(seed=args.seed, rho=args.rho)
-    macs = [parse_quantity(v, "--budget") for v in args.budget or []]
+    if args.latency is not None and args.latency_table is None:
+        raise ValueError("--latency: expected --latency-table TABLE (written by `run.py profile`) to predict it from")
+    if args.latency is not None and (args.budget or args.params or args.sweep):
+        raise ValueError("--latency: a latency run has latency budgets only; expected no --budget, --params or --sweep")
+    cfg = load_config(args.config).with_overrides(seed=args.seed, rho=args.rho, latency_table=args.latency_table)
     params = _params(args)
-    points = budget_points(cfg, macs, params)
+    if args.latency is not None:
+        cfg.budget.latency_model().check_space(cfg.search_space())
+        points = latency_points([parse_time(v, "--latency") for v in args.latency])
+    else:
+        macs = [parse_quantity(v, "--budget") for v in args.budget or []]
+        points = budget_points(cfg, macs, params)
     sweep = None
     if args.sweep is not None:
         lo, hi = (parse_quantity(v, "--sweep") for v in args.sweep)
@@ -88,14 +102,16 @@ def _show(console, run: dict, out: Path) -> None:
     compare = {c["label"]: c for c in sweep["comparison"]} if sweep else {}
     table = Table(title=f"{run['config']['name']}: one design per budget ({run['convention']} convention)",
                   title_justify="left", header_style="bold")
-    for col in ("budget", "params budget", "objective", "MACs", "params", "ρ", "L", "from", "search s"):
+    lat = any("latency" in r for r in run["points"])
+    for col in ("budget", "params budget", "objective", "MACs", "params", "ρ", "L", *(["latency"] if lat else []),
+                "from", "search s"):
         table.add_column(col, justify="left" if col in ("budget", "from") else "right")
     if sweep:
         table.add_column("front best", justify="right")
     for r in run["points"]:
         cells = [r["label"], si_compact(r["budget"]["params"]), f"{r['objective']:.2f}", si_compact(r["macs"]),
                  si_compact(r["params"]),
-                 f"{r['rho']:.3f}", str(r["layers"]),
+                 f"{r['rho']:.3f}", str(r["layers"]), *([format_time(r.get("latency"))] if lat else []),
                  ("own search" if r["source"] == r["label"] else f"[yellow]{r['source']} search[/]")
                  + (" (reused)" if r["reused"] else ""), f"{r['seconds']:.1f}"]
         if sweep:
@@ -105,11 +121,13 @@ def _show(console, run: dict, out: Path) -> None:
         table.add_row(*cells)
     for ref in run["references"]:
         table.add_row(f"[red]{ref['name']}[/]", "", f"{ref['objective']:.2f}", si_compact(ref["macs"]), si_compact(ref["params"]),
-                      f"{ref['rho']:.3f}", str(ref["layers"]), "published", "", *([""] if sweep else []))
+                      f"{ref['rho']:.3f}", str(ref["layers"]), *([format_time(ref.get("latency"))] if lat else []),
+                      "published", "", *([""] if sweep else []))
     if run["points"] or run["references"]:
         console.print(table)
     hv = run["hypervolume"]
-    parts = [f"hypervolume {hv['points']:.6g} (per-budget designs)"] if run["points"] else []
+    over = " over predicted latency" if run.get("axis") == "latency" else ""
+    parts = [f"hypervolume {hv['points']:.6g} (per-budget designs{over})"] if run["points"] else []
     if sweep:
         parts.append(f"NSGA-II front over {si_compact(sweep['macs_min'])}–{si_compact(sweep['macs_max'])}: {len(sweep['front'])} "
                      f"points, hypervolume {hv['front']:.6g} ({sweep['evaluations']:,} evaluations, "

@@ -103,18 +103,62 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     out = out or Path("runs") / f"train-{name or 'genotype'}-{cfg.dataset}"
     resume = bool(getattr(args, "resume", False))
 
+    if getattr(args, "evaluate_only", False):
+        return _evaluate_only(genotype, args, cfg, out, console)
     data = build_data(cfg)
     model = make_model(genotype, data.num_classes, cfg)
+    extra = {"genotype": genotype.to_text()}
+    if getattr(args, "init", None):
+        extra["init"] = _load_init(model, args.init, console)
     if main_process and (resume or not (out / CHECKPOINT).exists()):
         save_genotype(genotype, out / "genotype.json")
     console.print(f"[bold]train[/] {genotype.to_text()}")
     console.print(f"data: {data.description}; image {cfg.image_size}px; recipe: "
                   f"{args.train_config or PRESET_OF_DATASET.get(cfg.dataset)} → {out}")
     with _ProgressView(console) as view:
-        result = train(model, cfg, data, out, resume=resume, callback=view.update,
-                       extra={"genotype": genotype.to_text()})
+        result = train(model, cfg, data, out, resume=resume, callback=view.update, extra=extra)
     _summary(console, result)
     return 0
+
+
+def _load_init(model, path, console) -> str:
+    """Load ``--init`` weights into the fresh model; say which tensors keep their initialisation."""
+    from ..weights import load_weights
+
+    report = load_weights(model, path)
+    console.print(f"init: {report.path}" + (f" (re-initialised: {', '.join(report.reinitialised)})"
+                                             if report.reinitialised else ""))
+    return str(report.path)
+
+
+def _evaluate_only(genotype, args, cfg, out: Path, console) -> int:
+    """``train --evaluate-only``: top-1/5 of the --init weights or the --resume checkpoint, nothing trained."""
+    from ..train import CHECKPOINT, build_data, evaluate_model, load_checkpoint, make_model
+
+    if bool(args.init) == bool(getattr(args, "resume", False)):
+        raise ValueError("--evaluate-only: expected --init WEIGHTS or --resume (the run folder's checkpoint), one of them")
+    data = build_data(cfg, eval_only=True)
+    model = make_model(genotype, data.num_classes, cfg)
+    if args.init:
+        source = _load_init(model, args.init, console)
+    else:
+        state = load_checkpoint(out / CHECKPOINT)
+        model.load_state_dict(state["model"])
+        source = f"{out / CHECKPOINT} (epoch {state['epoch']})"
+    print_evaluation(console, evaluate_model(model, cfg, data), source, data.description)
+    return 0
+
+
+def print_evaluation(console, result: dict, source: str, description: str) -> None:
+    """One table: the weights, the data, images, loss, top-1, top-5."""
+    from rich.table import Table
+
+    table = Table(title="evaluated", title_justify="left", header_style="bold")
+    for column in ("weights", "data", "images", "loss", "top-1", "top-5"):
+        table.add_column(column)
+    table.add_row(str(source), description, f"{result['images']:,}", f"{result['loss']:.4f}",
+                  f"{result['top1']:.2f}%", f"{result['top5']:.2f}%")
+    console.print(table)
 
 
 class _ProgressView:
@@ -183,7 +227,16 @@ def _summary(console, result) -> None:
                   "-" if final.get("val_loss") is None else f"{final['val_loss']:.4f}", pct(final.get("ema_val_top1")),
                   "-" if final.get("images_per_s") is None else f"{final['images_per_s']:,.0f}")
     console.print(table)
-    console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt and model.pt in [bold]{result.out_dir}[/]")
+    from ..train import best_epoch
+
+    best = best_epoch(result.history)
+    weights = (result.out_dir / "model.safetensors").is_file()
+    if best is not None and weights:
+        console.print(f"best val top-1 {best['val_top1']:.2f}% at epoch {best['epoch']}: weights in "
+                      f"[bold]{result.out_dir / 'best'}[/]")
+    console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt, model.pt"
+                  + (", model.safetensors + config.json" if weights else " (pip install 'deepmad-evo[safetensors]' "
+                     "for model.safetensors)") + f" in [bold]{result.out_dir}[/]")
 
 
 class TrialsView:

@@ -1,6 +1,9 @@
 """Multi-budget Pareto runs: one DeepMAD search per budget in worker processes, an NSGA-II front, a picture.
 
-Budget points. Each point is a MAC budget plus a params budget: given per point, or — by default —
+Budget points. Each point is a MAC budget plus a params budget — or, in a latency run
+(``pareto --latency 20ms 50ms --latency-table TABLE``), a latency budget alone, the latency predicted
+by the table's model; the x-axis of the front, the picture and the hypervolume is then latency.
+A MAC point's params budget is given per point, or — by default —
 scaled with MACs by the config's ratio ``budget.params / budget.macs`` (29 M / 4.5 G for mb-29m,
 so 15.4 G gets 99.2 M); a config with a params budget but no MAC budget keeps its params budget
 constant; one with neither has no params budget. ρ0, max layers and the monotone-channel switch
@@ -42,7 +45,8 @@ and ``pareto.json``), ``plot`` (the picture).
 from __future__ import annotations
 
 from .budgets import (PARETO_MAX_CHAINS, RECORD_FORMAT, BudgetPoint, Sweep, budget_points, budget_seed, check_budget,
-                      monotone_points, point_budget, quantity_label, scaled_params, search_settings, solve_budget)
+                      latency_label, latency_points, monotone_points, point_budget, quantity_label, scaled_params,
+                      search_settings, solve_budget)
 from .plot import plot_pareto
 from .references import PUBLISHED_DIR, reference_points
 from .run import RUN_FORMAT, assemble, run_pareto
@@ -50,5 +54,6 @@ from .sweep import SWEEP_FORMAT, SWEEP_LABEL, FrontProblem, front_best, hypervol
 
 __all__ = ["PARETO_MAX_CHAINS", "PUBLISHED_DIR", "RECORD_FORMAT", "RUN_FORMAT", "SWEEP_FORMAT", "SWEEP_LABEL", "BudgetPoint",
            "FrontProblem", "Sweep", "assemble", "budget_points", "budget_seed", "check_budget", "front_best", "hypervolume",
+           "latency_label", "latency_points",
            "monotone_points", "plot_pareto", "point_budget", "quantity_label", "reference_points", "run_pareto",
            "scaled_params", "search_settings", "solve_budget", "solve_sweep"]

@@ -26,14 +26,45 @@ RECORD_FORMAT = "deepmad-evo/pareto-budget/1"
 
 @dataclass(frozen=True)
 class BudgetPoint:
-    """One point of a Pareto run: a MAC budget and its params budget (``None``: no params budget)."""
+    """One point of a Pareto run: a MAC budget and its params budget (``None``: no params budget), or a
+    latency budget in seconds (predicted from the config's latency table; then ``macs`` is ``None``)."""
 
-    macs: float
+    macs: float | None
     params: float | None = None
+    latency: float | None = None
 
     @property
     def label(self) -> str:
-        return quantity_label(self.macs)
+        return latency_label(self.latency) if self.latency is not None else quantity_label(self.macs)
+
+    @property
+    def x(self) -> float:
+        """The point's budget on the run's x-axis (MACs, or latency)."""
+        return self.latency if self.latency is not None else self.macs
+
+    def record(self, cfg: Config) -> dict:
+        """The budget as resume records and ``pareto.json`` hold it."""
+        d = {"label": self.label, "macs": self.macs, "params": self.params, "rho": cfg.budget.rho}
+        return {**d, "latency": self.latency} if self.latency is not None else d
+
+
+def latency_label(seconds: float) -> str:
+    """Short exact label of a latency budget: 0.005 → ``5ms``, 0.0125 → ``12.5ms``."""
+    return np.format_float_positional(seconds * 1e3, trim="-") + "ms"
+
+
+def latency_points(latency: Sequence[float]) -> tuple[BudgetPoint, ...]:
+    """Latency-budget points (no MAC or params budget), sorted.
+
+    Raises:
+        ValueError: for duplicates.
+    """
+    points = tuple(BudgetPoint(None, None, float(t)) for t in sorted(latency))
+    labels = [p.label for p in points]
+    for a, b in zip(labels, labels[1:]):
+        if a == b:
+            raise ValueError(f"--latency: {a} is given twice; expected distinct latency budgets")
+    return points
 
 
 @dataclass(frozen=True)
@@ -104,7 +135,7 @@ def scaled_params(cfg: Config, macs: float) -> float | None:
 def budget_seed(seed: int, point: BudgetPoint | Sweep | str) -> int:
     """Seed of one point's search, derived from the run seed and the budget values only."""
     if isinstance(point, BudgetPoint):
-        key = f"{point.macs!r}|{point.params!r}"
+        key = f"{point.macs!r}|{point.params!r}" + ("" if point.latency is None else f"|latency {point.latency!r}")
     elif isinstance(point, Sweep):
         key = f"sweep|{point.macs_min!r}|{point.macs_max!r}|{point.params_max!r}"
     else:
@@ -127,29 +158,48 @@ def search_settings(cfg: Config) -> SearchSettings:
     return cfg.search_settings(chains=min(cfg.search.chains, PARETO_MAX_CHAINS), jobs=1)
 
 
-def point_budget(cfg: Config, macs: float | None, params: float | None) -> Budget:
+def point_budget(cfg: Config, macs: float | None, params: float | None, latency: float | None = None) -> Budget:
     b = cfg.budget
-    return Budget(rho=b.rho, macs=macs, params=params, max_layers=b.max_layers, monotone=b.monotone)
+    return Budget(rho=b.rho, macs=macs, params=params, max_layers=b.max_layers, monotone=b.monotone,
+                  latency=latency, latency_table=b.latency_table)
 
 
 
 def record_point(genotype: Genotype, cfg: Config) -> dict:
     ev = evaluate(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention)
-    return {"genotype": genotype.to_dict(), "text": genotype.to_text(), "objective": float(ev.objective),
-            "macs": json_number(ev.macs), "params": json_number(ev.params), "rho": float(ev.rho), "layers": int(ev.layers)}
+    rec = {"genotype": genotype.to_dict(), "text": genotype.to_text(), "objective": float(ev.objective),
+           "macs": json_number(ev.macs), "params": json_number(ev.params), "rho": float(ev.rho), "layers": int(ev.layers)}
+    model = cfg.budget.latency_model()
+    if model is not None:
+        from ..latency.table import LatencyTableError
+
+        try:
+            rec["latency"] = model.predict(genotype)
+        except LatencyTableError:
+            pass  # a published structure with an op the table lacks: no latency to show
+    return rec
 
 
 
 
-def check_budget(cfg: Config, space: SearchSpace, macs: float, params: float | None, field: str) -> None:
+def check_budget(cfg: Config, space: SearchSpace, macs: float | None, params: float | None, field: str,
+                 latency: float | None = None) -> None:
     """Fail fast, before any worker starts, when the smallest network of the space breaks a size budget."""
-    problem = DeepMADProblem(space, point_budget(cfg, macs, params), cfg.objective.alpha, cfg.objective.beta,
+    problem = DeepMADProblem(space, point_budget(cfg, macs, params, latency), cfg.objective.alpha, cfg.objective.beta,
                              cfg.objective.convention)
-    ev, _ = problem.evaluate_vectors(smallest_network(space)[None])
+    x = smallest_network(space)
+    if latency is not None:
+        from ..latency.table import format_time
+
+        small = float(problem.latency.predict_population(space.template, *space.decode(x[None]))[0])
+        if small > latency:
+            raise InfeasibleBudgetError(f"--latency: {latency_label(latency)} is infeasible; the smallest network of "
+                                        f"{cfg.name} has a predicted latency of {format_time(small)}")
+    ev, _ = problem.evaluate_vectors(x[None])
     small_macs, small_params = float(ev.macs[0]), float(ev.params[0])
-    if small_macs > macs or (params is not None and small_params > params):
+    if (macs is not None and small_macs > macs) or (params is not None and small_params > params):
         raise InfeasibleBudgetError(
-            f"{field}: {quantity_label(macs)} MACs"
+            f"{field}: {'no' if macs is None else quantity_label(macs)} MACs"
             + ("" if params is None else f" / {quantity_label(params)} params")
             + f" is infeasible; the smallest network of {cfg.name} has {quantity_label(small_macs)} MACs and "
             f"{quantity_label(small_params)} params ({cfg.objective.convention} convention)"
@@ -196,13 +246,13 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
     search_seed = budget_seed(seed, point)
     cpu0 = time.process_time()
     try:
-        result = run_search(cfg.search_space(), point_budget(cfg, point.macs, point.params),
+        result = run_search(cfg.search_space(), point_budget(cfg, point.macs, point.params, point.latency),
                             alpha=cfg.objective.alpha, beta=cfg.objective.beta, convention=cfg.objective.convention,
                             settings=settings, seed=search_seed, callback=callback)
     except InfeasibleBudgetError as exc:
-        raise InfeasibleBudgetError(f"--budget {label}: {exc}") from None
+        raise InfeasibleBudgetError(f"--{'latency' if point.latency is not None else 'budget'} {label}: {exc}") from None
     record = {"format": RECORD_FORMAT, "config": cfg.to_dict(), "seed": seed, "search_seed": search_seed,
-              "budget": {"label": label, "macs": point.macs, "params": point.params, "rho": cfg.budget.rho},
+              "budget": point.record(cfg),
               **record_point(result.genotype, cfg), "feasible": bool(result.feasible),
               "evaluations": int(result.n_evals), "seconds": float(result.seconds),
               "cpu_seconds": time.process_time() - cpu0}
@@ -214,8 +264,8 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
 def monotone_points(points: Sequence[BudgetPoint], records: Sequence[dict]) -> list[tuple[dict, str]]:
     """For each point, the best searched result feasible under its budget, and the label of its search.
 
-    A point keeps its own search's result unless another point's result fits its budget (MACs and
-    params; ρ0 and monotonicity are shared) with a strictly higher objective.
+    A point keeps its own search's result unless another point's result fits its budget (MACs,
+    params and predicted latency; ρ0 and monotonicity are shared) with a strictly higher objective.
 
     Args:
         points: the budget points.
@@ -228,7 +278,8 @@ def monotone_points(points: Sequence[BudgetPoint], records: Sequence[dict]) -> l
     for i, p in enumerate(points):
         best, source = records[i], p.label
         for q, r in zip(points, records):
-            fits = r["feasible"] and r["macs"] <= p.macs and (p.params is None or r["params"] <= p.params)
+            fits = (r["feasible"] and (p.macs is None or r["macs"] <= p.macs) and (p.params is None or r["params"] <= p.params)
+                    and (p.latency is None or r["latency"] <= p.latency))
             if fits and r["objective"] > best["objective"]:
                 best, source = r, q.label
         chosen.append((best, source))

@@ -6,11 +6,12 @@ import io
 import os
 
 from ..io import atomic_write_bytes
-from .budgets import quantity_label
+from .budgets import latency_label, quantity_label
 
 
 def plot_pareto(run: dict, path: str | os.PathLike) -> None:
-    """Draw objective vs MACs (log axis) — per-budget optima, the sweep front, published points — to a PNG.
+    """Draw objective vs MACs or predicted latency (log axis) — per-budget optima, the sweep front, published
+    points — to a PNG.
 
     Args:
         run: a ``pareto.json`` dict.
@@ -23,6 +24,7 @@ def plot_pareto(run: dict, path: str | os.PathLike) -> None:
     fig = Figure(figsize=(8, 5.2), dpi=120)
     FigureCanvasAgg(fig)  # the Agg canvas: no display, no global pyplot state
     ax = fig.add_subplot()
+    x = run.get("axis", "macs")  # "latency" in a latency run
     sweep = run.get("sweep")
     if sweep and sweep["front"]:
         front = sorted(sweep["front"], key=lambda p: p["macs"])
@@ -41,32 +43,38 @@ def plot_pareto(run: dict, path: str | os.PathLike) -> None:
         ax.axvspan(sweep["macs_min"], sweep["macs_max"], color="0.5", alpha=0.06, zorder=0)
     rows = run["points"]
     for r in rows:
-        ax.axvline(r["budget"]["macs"], color="tab:blue", lw=0.6, ls=":", alpha=0.6, zorder=1)
+        ax.axvline(r["budget"][x], color="tab:blue", lw=0.6, ls=":", alpha=0.6, zorder=1)
     if rows:
         # A staircase: the best objective reachable within a budget only changes at the budgets.
-        ax.plot([r["macs"] for r in rows], [r["objective"] for r in rows], drawstyle="steps-post", color="tab:blue",
+        ax.plot([r[x] for r in rows], [r["objective"] for r in rows], drawstyle="steps-post", color="tab:blue",
                 lw=1, alpha=0.5, zorder=3)
-        ax.plot([r["macs"] for r in rows], [r["objective"] for r in rows], "o", color="tab:blue", ms=7, mec="white",
+        ax.plot([r[x] for r in rows], [r["objective"] for r in rows], "o", color="tab:blue", ms=7, mec="white",
                 label="per-budget optimum", zorder=5)
         for r in rows:
-            ax.annotate(r["label"], (r["macs"], r["objective"]), textcoords="offset points", xytext=(-7, 7),
+            ax.annotate(r["label"], (r[x], r["objective"]), textcoords="offset points", xytext=(-7, 7),
                         ha="right", fontsize=8, color="tab:blue", zorder=6,
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     for ref in run.get("references", []):
-        ax.scatter([ref["macs"]], [ref["objective"]], marker="*", s=160, color="tab:red", zorder=4)
-        ax.annotate(ref["name"], (ref["macs"], ref["objective"]), textcoords="offset points", xytext=(6, -10),
+        ax.scatter([ref[x]], [ref["objective"]], marker="*", s=160, color="tab:red", zorder=4)
+        ax.annotate(ref["name"], (ref[x], ref["objective"]), textcoords="offset points", xytext=(6, -10),
                     fontsize=8, color="tab:red", zorder=6,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     if run.get("references"):
         ax.scatter([], [], marker="*", s=160, color="tab:red", label="published")
     ax.set_xscale("log")
-    ticks = sorted({r["budget"]["macs"] for r in rows} | ({sweep["macs_min"], sweep["macs_max"]} if sweep else set()))
+    ticks = sorted({r["budget"][x] for r in rows} | ({sweep["macs_min"], sweep["macs_max"]} if sweep else set()))
     ax.set_xticks(ticks)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: quantity_label(v) if v > 0 else "0"))
+    label = latency_label if x == "latency" else quantity_label
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: label(v) if v > 0 else "0"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    ax.set_xlabel(f"MACs ({run['convention']} convention)")
+    if x == "latency":
+        b = run["config"]["budget"]
+        ax.set_xlabel(f"predicted latency (table {b['latency_table']})")
+        ax.set_title(f"{run['config']['name']}: best objective per latency budget")
+    else:
+        ax.set_xlabel(f"MACs ({run['convention']} convention)")
+        ax.set_title(f"{run['config']['name']}: best objective per MAC budget")
     ax.set_ylabel("DeepMAD objective (entropy − β·Q)")
-    ax.set_title(f"{run['config']['name']}: best objective per MAC budget")
     hv = run["hypervolume"]
     text = f"hypervolume {hv['points']:.5g}" + (f" (front {hv['front']:.5g})" if "front" in hv else "")
     ax.text(0.99, 0.02, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.3")

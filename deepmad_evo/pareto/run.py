@@ -71,13 +71,16 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
     points = tuple(points)
     if not points and sweep is None:
         raise ValueError("--budget: expected at least one MAC budget (e.g. --budget 0.4G 4.5G) or --sweep MIN MAX")
+    latency_run = any(p.latency is not None for p in points)
+    if latency_run and (sweep is not None or any(p.latency is None for p in points)):
+        raise ValueError("--latency: a latency run has latency budgets only; expected no --budget or --sweep with it")
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {jobs}")
     space = cfg.search_space()
     for p in points:
-        check_budget(cfg, space, p.macs, p.params, "--budget")
+        check_budget(cfg, space, p.macs, p.params, "--budget", p.latency)
     if sweep is not None:
         if not 0 < sweep.macs_min < sweep.macs_max:
             raise ValueError(f"--sweep: expected 0 < MIN < MAX, got {quantity_label(sweep.macs_min)} "
@@ -101,7 +104,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
     for p in points:
         path = out / f"budget-{p.label}.json"
         expect = {"format": RECORD_FORMAT, "seed": seed,
-                  "budget": jsonable({"label": p.label, "macs": p.macs, "params": p.params, "rho": cfg.budget.rho}),
+                  "budget": jsonable(p.record(cfg)),
                   "config": config}
         record = _load_record(path, expect, f"budget {p.label}", out)
         if record is None:
@@ -127,27 +130,31 @@ def assemble(cfg: Config, points: Sequence[BudgetPoint], records: dict, *, out: 
     rows = []
     for p, (rec, source) in zip(points, chosen):
         own = records[p.label]
-        row = {"label": p.label, "budget": {"macs": p.macs, "params": p.params, "rho": cfg.budget.rho},
-               **{k: rec[k] for k in ("genotype", "text", "objective", "macs", "params", "rho", "layers", "feasible")},
+        budget = {k: v for k, v in p.record(cfg).items() if k != "label"}
+        row = {"label": p.label, "budget": budget,
+               **{k: rec[k] for k in ("genotype", "text", "objective", "macs", "params", "rho", "layers", "feasible",
+                                      "latency") if k in rec},
                "source": source, "search_objective": own["objective"], "search_seed": own["search_seed"],
                "evaluations": own["evaluations"], "seconds": own["seconds"], "cpu_seconds": own.get("cpu_seconds"),
                "reused": p.label in reused}
         rows.append(row)
         save_genotype(Genotype.from_dict(rec["genotype"]), out / f"genotype-{p.label}.json")
 
+    # The x-axis: MACs, or the predicted latency in a latency run (then hypervolume is over latency).
+    axis = "latency" if any(p.latency is not None for p in points) else "macs"
     params_on = any(p.params is not None for p in points) or (sweep is not None and sweep.params_max is not None)
-    macs_ref = max([p.macs for p in points] + ([sweep.macs_max] if sweep else []))
+    macs_ref = max([p.x for p in points] + ([sweep.macs_max] if sweep else []))
     params_ref = None
     if params_on:
         params_ref = max([p.params for p in points if p.params is not None]
                          + ([sweep.params_max] if sweep and sweep.params_max is not None else []))
 
     def hv(items):
-        return hypervolume([r["objective"] for r in items], [r["macs"] for r in items],
+        return hypervolume([r["objective"] for r in items], [r[axis] for r in items],
                            [r["params"] for r in items] if params_on else None, macs_ref=macs_ref, params_ref=params_ref)
 
-    hyper = {"points": hv([r for r in rows if r["feasible"]]), "reference": {"objective": 0.0, "macs": macs_ref, "params": params_ref},
-             "objectives": ["-objective", "macs/reference.macs"] + (["params/reference.params"] if params_on else [])}
+    hyper = {"points": hv([r for r in rows if r["feasible"]]), "reference": {"objective": 0.0, axis: macs_ref, "params": params_ref},
+             "objectives": ["-objective", f"{axis}/reference.{axis}"] + (["params/reference.params"] if params_on else [])}
     sweep_out = None
     if sweep is not None:
         srec = records[SWEEP_LABEL]
@@ -165,10 +172,21 @@ def assemble(cfg: Config, points: Sequence[BudgetPoint], records: dict, *, out: 
                      "evaluations": srec["evaluations"], "seconds": srec["seconds"],
                      "cpu_seconds": srec.get("cpu_seconds"), "reused": SWEEP_LABEL in reused}
     refs, skipped = reference_points(cfg, published)
+    if axis == "latency":
+        refs, skipped = _with_latency(cfg, refs, skipped)
     run = {"format": RUN_FORMAT, "config": cfg.to_dict(), "seed": cfg.search.seed,
-           "convention": cfg.objective.convention, "points": rows, "sweep": sweep_out, "hypervolume": hyper,
+           "convention": cfg.objective.convention, **({"axis": axis} if axis == "latency" else {}),
+           "points": rows, "sweep": sweep_out, "hypervolume": hyper,
            "references": refs, "references_skipped": skipped,
            "carried": sum(r["source"] != r["label"] for r in rows), "wall_seconds": seconds}
     atomic_write_text(out / "pareto.json", json.dumps(run, indent=1) + "\n")
     plot_pareto(run, out / "pareto.png")
     return run
+
+
+def _with_latency(cfg: Config, refs: list, skipped: list) -> tuple[list, list]:
+    """Published points that have a predicted latency; the others move to ``skipped``."""
+    kept = [r for r in refs if "latency" in r]
+    skipped = skipped + [{"name": r["name"], "reason": "the latency table cannot predict it"} for r in refs
+                         if "latency" not in r]
+    return kept, skipped

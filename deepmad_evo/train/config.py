@@ -16,7 +16,10 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
 DEFAULT_PRESET = "imagenet"
 DATASETS = ("imagefolder", "cifar100", "fake", "digits")
 CROPS = ("resized", "padded", "center")
-AUTO_AUGMENT = ("imagenet", "cifar10", "svhn", "none")
+# AutoAugment policies (imagenet, cifar10, svhn), RandAugment, TrivialAugmentWide, AugMix: torchvision's.
+AUTO_AUGMENT = ("imagenet", "cifar10", "svhn", "randaugment", "trivialaugment", "augmix", "none")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_FORMAT = "deepmad-evo/checkpoint/1"
 CHECKPOINT = "checkpoint.pt"
@@ -96,33 +99,40 @@ class TrainConfig:
     path: str = _option("", "data", _check_str, runtime=True)
     image_size: int = _option(0, "data", _check_int(0))  # 0: the genotype's own image size
     eval_crop: float = _option(0.875, "data", _check_float(0.0, 1.0, open_low=True))
+    interpolation: str = _option("bilinear", "data", _check_choice(INTERPOLATIONS))  # resizes and augment policies
     mean: tuple = _option(IMAGENET_MEAN, "data", _check_triple)
     std: tuple = _option(IMAGENET_STD, "data", _check_triple)
     fake_images: int = _option(1024, "data", _check_int(1))
     fake_val_images: int = _option(256, "data", _check_int(1))
     fake_classes: int = _option(1000, "data", _check_int(2))
     workers: int = _option(8, "data", _check_int(0), runtime=True)
+    repeated_aug: int = _option(1, "data", _check_int(1))  # > 1: timm's RepeatAugSampler with this many repeats
     # [augment]
     crop: str = _option("resized", "augment", _check_choice(CROPS))
     min_scale: float = _option(0.08, "augment", _check_float(0.0, 1.0, open_low=True))
     hflip: float = _option(0.5, "augment", _check_float(0.0, 1.0))
     auto_augment: str = _option("imagenet", "augment", _check_choice(AUTO_AUGMENT))
+    randaugment_ops: int = _option(2, "augment", _check_int(1))  # RandAugment num_ops
+    magnitude: int = _option(9, "augment", _check_int(0))  # RandAugment magnitude (of 31 bins)
+    augmix_severity: int = _option(3, "augment", _check_int(1))
     random_erasing: float = _option(0.25, "augment", _check_float(0.0, 1.0))
     mixup: float = _option(0.2, "augment", _check_float(0.0))
     cutmix: float = _option(1.0, "augment", _check_float(0.0))
     label_smoothing: float = _option(0.1, "augment", _check_float(0.0, 1.0))
     # [optim]
+    optimizer: str = _option("sgd", "optim", _check_choice(OPTIMIZERS))  # adamw: torch.optim.AdamW
     epochs: int = _option(480, "optim", _check_int(1))
     batch_size: int = _option(256, "optim", _check_int(1))
     lr: float = _option(0.1, "optim", _check_float(0.0, open_low=True))  # per 256 images
     min_lr: float = _option(0.0, "optim", _check_float(0.0))  # per 256 images, reached at the end
-    momentum: float = _option(0.9, "optim", _check_float(0.0, 1.0))
+    momentum: float = _option(0.9, "optim", _check_float(0.0, 1.0))  # SGD momentum; AdamW's beta1
     nesterov: bool = _option(False, "optim", _check_bool)
     weight_decay: float = _option(4e-5, "optim", _check_float(0.0))
     warmup_epochs: float = _option(5.0, "optim", _check_float(0.0))
     accum_steps: int = _option(1, "optim", _check_int(1))
     grad_clip: float = _option(0.0, "optim", _check_float(0.0))  # 0: off
     ema_decay: float = _option(0.0, "optim", _check_float(0.0, 1.0, open_high=True))  # 0: no EMA
+    ema_warmup: bool = _option(False, "optim", _check_bool)  # timm's ModelEmaV3 decay warm-up (needs timm)
     # [model]
     drop_rate: float = _option(0.0, "model", _check_float(0.0, 1.0, open_high=True))
     drop_path_rate: float = _option(0.0, "model", _check_float(0.0, 1.0, open_high=True))
@@ -145,6 +155,8 @@ class TrainConfig:
                                    f"optim.epochs = {self.epochs}; expected fewer warm-up epochs than epochs")
         if self.min_lr > self.lr:
             raise TrainConfigError(f"optim.min_lr: {self.min_lr:g} exceeds optim.lr = {self.lr:g}")
+        if self.magnitude > 30:  # torchvision's RandAugment has 31 magnitude bins
+            raise TrainConfigError(f"augment.magnitude: expected an integer in [0, 30], got {self.magnitude}")
 
     def with_overrides(self, **changes: Any) -> "TrainConfig":
         """A copy with the given fields replaced (``None`` values are ignored), validated again."""
@@ -188,20 +200,64 @@ def load_train_config(source: str | os.PathLike | None = None) -> TrainConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise TrainConfigError(f"{path}: not valid TOML ({exc})") from None
+    return train_config_from_dict(data, str(path))
+
+
+def train_config_from_dict(data: Any, where: str) -> TrainConfig:
+    """A ``TrainConfig`` from its nested ``{table: {key: value}}`` form (a TOML file, ``to_dict()``).
+
+    Raises:
+        TrainConfigError: naming ``where`` and the unknown table / key or the bad value.
+    """
     by_table: dict[str, dict[str, str]] = {}
     for f in fields(TrainConfig):
         by_table.setdefault(f.metadata["table"], {})[f.name] = f.name
+    if not isinstance(data, dict):
+        raise TrainConfigError(f"{where}: expected tables of recipe fields, got {type(data).__name__}")
     values = {}
     for table, content in data.items():
         if table not in by_table or not isinstance(content, dict):
-            raise TrainConfigError(f"{path}: unknown table [{table}]; expected one of "
+            raise TrainConfigError(f"{where}: unknown table [{table}]; expected one of "
                                    f"{', '.join(f'[{t}]' for t in by_table)}")
         for key, value in content.items():
             if key not in by_table[table]:
-                raise TrainConfigError(f"{path}: unknown key {table}.{key}; expected one of "
+                raise TrainConfigError(f"{where}: unknown key {table}.{key}; expected one of "
                                        f"{', '.join(sorted(by_table[table]))}")
             values[key] = value
     try:
         return TrainConfig(**values)
     except TrainConfigError as exc:
-        raise TrainConfigError(f"{path}: {exc}") from None
+        raise TrainConfigError(f"{where}: {exc}") from None
+
+
+def apply_settings(config: TrainConfig, settings: list[str] | tuple[str, ...]) -> TrainConfig:
+    """``--set section.key=value`` overrides for any recipe field (value in TOML syntax; bare words are strings).
+
+    Args:
+        config: the recipe to change.
+        settings: strings such as ``augment.auto_augment=randaugment``, ``optim.lr=0.05``, ``data.mean=[0.5,0.5,0.5]``.
+
+    Returns:
+        The validated copy. A malformed setting, an unknown section or key, or a bad value raises a
+        one-line ``TrainConfigError`` naming it.
+    """
+    tables: dict[str, set[str]] = {}
+    for f in fields(TrainConfig):
+        tables.setdefault(f.metadata["table"], set()).add(f.name)
+    changes: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = str(item).partition("=")
+        table, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise TrainConfigError(f"--set: expected section.key=value (e.g. optim.lr=0.05), got {item!r}")
+        if table not in tables:
+            raise TrainConfigError(f"--set: unknown section {table!r} in {item!r}; expected one of "
+                                   f"{', '.join(sorted(tables))}")
+        if name not in tables[table]:
+            raise TrainConfigError(f"--set: unknown key {table}.{name}; expected one of {', '.join(sorted(tables[table]))}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()  # a bare word: the string itself
+        changes[name] = value
+    return config.with_overrides(**changes)

@@ -21,20 +21,47 @@ class Data:
     description: str
 
 
+def _interpolation(config: TrainConfig):
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode(config.interpolation)
+
+
+def augment_policy(config: TrainConfig):
+    """torchvision's AutoAugment (a policy), RandAugment, TrivialAugmentWide or AugMix, or None."""
+    from torchvision.transforms import v2
+
+    mode = _interpolation(config)
+    if config.auto_augment == "none":
+        return None
+    if config.auto_augment == "randaugment":
+        return v2.RandAugment(num_ops=config.randaugment_ops, magnitude=config.magnitude, interpolation=mode)
+    if config.auto_augment == "trivialaugment":
+        return v2.TrivialAugmentWide(interpolation=mode)
+    if config.auto_augment == "augmix":
+        # AugMix mixes tensors, and torchvision's tensor affine ops take nearest or bilinear only.
+        from torchvision.transforms import InterpolationMode
+
+        mode = InterpolationMode.BILINEAR if mode == InterpolationMode.BICUBIC else mode
+        return v2.AugMix(severity=config.augmix_severity, interpolation=mode)
+    return v2.AutoAugment(v2.AutoAugmentPolicy(config.auto_augment), interpolation=mode)
+
+
 def train_transform(config: TrainConfig):
     """The recipe's augmentation of one training image (torchvision.transforms.v2)."""
     from torchvision.transforms import v2
 
-    size = resolved_image_size(config)
+    size, mode = resolved_image_size(config), _interpolation(config)
     if config.crop == "resized":
-        crop = [v2.RandomResizedCrop(size, scale=(config.min_scale, 1.0), antialias=True)]
+        crop = [v2.RandomResizedCrop(size, scale=(config.min_scale, 1.0), interpolation=mode, antialias=True)]
     elif config.crop == "padded":  # the CIFAR crop: pad by 1/8 of the side, take a random window
-        crop = [v2.Resize(size, antialias=True), v2.RandomCrop(size, padding=max(1, size // 8))]
+        crop = [v2.Resize(size, interpolation=mode, antialias=True), v2.RandomCrop(size, padding=max(1, size // 8))]
     else:
-        crop = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+        crop = [v2.Resize(size, interpolation=mode, antialias=True), v2.CenterCrop(size)]
     steps = crop + ([v2.RandomHorizontalFlip(config.hflip)] if config.hflip > 0 else [])
-    if config.auto_augment != "none":
-        steps.append(v2.AutoAugment(v2.AutoAugmentPolicy(config.auto_augment)))
+    policy = augment_policy(config)
+    if policy is not None:
+        steps.append(policy)
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(config.mean, config.std)]
     if config.random_erasing > 0:
         steps.append(v2.RandomErasing(config.random_erasing))
@@ -46,7 +73,8 @@ def eval_transform(config: TrainConfig):
     from torchvision.transforms import v2
 
     size = resolved_image_size(config)
-    return v2.Compose([v2.Resize(int(round(size / config.eval_crop)), antialias=True), v2.CenterCrop(size),
+    return v2.Compose([v2.Resize(int(round(size / config.eval_crop)), interpolation=_interpolation(config),
+                                 antialias=True), v2.CenterCrop(size),
                        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(config.mean, config.std)])
 
 
@@ -57,11 +85,13 @@ def resolved_image_size(config: TrainConfig) -> int:
     return config.image_size
 
 
-def build_data(config: TrainConfig) -> Data:
+def build_data(config: TrainConfig, *, eval_only: bool = False) -> Data:
     """Open the configured dataset from local files (nothing is ever downloaded).
 
     Args:
         config: uses dataset, path, image_size and the augmentation fields.
+        eval_only: open only the validation split (``Data.train`` is then the validation set too, or an
+            empty FakeData: nothing trains on it).
 
     Returns:
         The transformed train/val datasets. Missing or malformed data raises a one-line ValueError
@@ -72,11 +102,11 @@ def build_data(config: TrainConfig) -> Data:
     train_tf, val_tf = train_transform(config), eval_transform(config)
     if config.dataset == "fake":
         shape = (3, config.image_size, config.image_size)
-        train = datasets.FakeData(config.fake_images, shape, config.fake_classes, train_tf)
+        train = datasets.FakeData(0 if eval_only else config.fake_images, shape, config.fake_classes, train_tf)
         # An offset past the training indices makes the validation images different ones.
         val = datasets.FakeData(config.fake_val_images, shape, config.fake_classes, val_tf,
                                 random_offset=config.fake_images)
-        return Data(train, val, config.fake_classes, f"FakeData {config.fake_images}+{config.fake_val_images} images")
+        return Data(train, val, config.fake_classes, f"FakeData {len(train)}+{len(val)} images")
     if config.dataset == "digits":
         return digits_data(train_tf, val_tf)
     if not config.path:
@@ -86,17 +116,17 @@ def build_data(config: TrainConfig) -> Data:
         raise ValueError(f"--data: {str(root)!r} is not a directory; expected {_LAYOUT[config.dataset]}")
     if config.dataset == "cifar100":
         try:
-            train = datasets.CIFAR100(str(root), train=True, transform=train_tf, download=False)
             val = datasets.CIFAR100(str(root), train=False, transform=val_tf, download=False)
+            train = val if eval_only else datasets.CIFAR100(str(root), train=True, transform=train_tf, download=False)
         except RuntimeError:  # torchvision's "Dataset not found or corrupted"
             raise ValueError(f"--data: no CIFAR-100 under {str(root)!r}; expected {_LAYOUT['cifar100']}") from None
         return Data(train, val, 100, f"CIFAR-100 {len(train)}+{len(val)} images from {root}")
-    for split in ("train", "val"):
+    for split in ("val",) if eval_only else ("train", "val"):
         if not (root / split).is_dir():
             raise ValueError(f"--data: {str(root)!r} has no {split}/ folder; expected {_LAYOUT['imagefolder']}")
     try:
-        train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
         val = datasets.ImageFolder(str(root / "val"), transform=val_tf)
+        train = val if eval_only else datasets.ImageFolder(str(root / "train"), transform=train_tf)
     except (FileNotFoundError, RuntimeError) as exc:  # no class folders / no image files
         raise ValueError(f"--data: {str(root)!r}: {str(exc).splitlines()[0]}; expected {_LAYOUT['imagefolder']}") from None
     if train.classes != val.classes:
@@ -178,15 +208,35 @@ def build_loaders(data: Data, config: TrainConfig, runtime: Runtime, generator: 
     Workers are not persistent: each epoch's workers are re-seeded from ``generator``, whose state is
     checkpointed, which is what makes resumption exact.
     """
-    from torch.utils.data import DataLoader, DistributedSampler, Subset
+    from torch.utils.data import DataLoader, DistributedSampler
 
     per_rank = config.batch_size // runtime.world_size
-    sampler = DistributedSampler(data.train, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True,
-                                 seed=config.seed, drop_last=True)
-    pin = runtime.device.type == "cuda"
-    common = dict(num_workers=config.workers, pin_memory=pin, generator=generator)
-    train = DataLoader(data.train, batch_size=per_rank, sampler=sampler, drop_last=True, **common)
-    # Validation shards without padding, so every image is counted exactly once across ranks.
+    if config.repeated_aug > 1:
+        # Repeated augmentation (DeiT): each image appears repeated_aug times per epoch, on different ranks.
+        try:
+            from timm.data.distributed_sampler import RepeatAugSampler
+        except ImportError:
+            raise ValueError("data.repeated_aug: needs timm's RepeatAugSampler; install the extra: "
+                             "pip install 'deepmad-evo[timm]'") from None
+        sampler = RepeatAugSampler(data.train, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True,
+                                   num_repeats=config.repeated_aug)
+    else:
+        sampler = DistributedSampler(data.train, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True,
+                                     seed=config.seed, drop_last=True)
+    train = DataLoader(data.train, batch_size=per_rank, sampler=sampler, drop_last=True,
+                       **_loader_options(config, runtime, generator))
+    return train, sampler, build_val_loader(data, config, runtime, generator)
+
+
+def _loader_options(config: TrainConfig, runtime: Runtime, generator: torch.Generator | None) -> dict:
+    return dict(num_workers=config.workers, pin_memory=runtime.device.type == "cuda", generator=generator)
+
+
+def build_val_loader(data: Data, config: TrainConfig, runtime: Runtime, generator: torch.Generator | None = None):
+    """This rank's share of the validation set, unshuffled: shards without padding, so every image is
+    counted exactly once across ranks."""
+    from torch.utils.data import DataLoader, Subset
+
     shard = Subset(data.val, range(runtime.rank, len(data.val), runtime.world_size))
-    val = DataLoader(shard, batch_size=per_rank, shuffle=False, **common)
-    return train, sampler, val
+    return DataLoader(shard, batch_size=config.batch_size // runtime.world_size, shuffle=False,
+                      **_loader_options(config, runtime, generator))

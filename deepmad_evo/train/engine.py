@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -31,33 +30,24 @@ def peak_lr(config: TrainConfig) -> float:
     return config.lr * config.batch_size / 256
 
 
-def lr_factor(step: int, *, warmup_steps: int, total_steps: int, floor: float) -> float:
-    """Per-step multiplier of the peak lr: linear warm-up to 1, then cosine decay to ``floor``.
-
-    Args:
-        step: optimizer steps taken so far (0 for the first step).
-        warmup_steps: steps of linear warm-up.
-        total_steps: steps of the whole run.
-        floor: final multiplier (min_lr / lr).
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
-    """SGD with momentum on the decay/no-decay groups and a per-step LambdaLR schedule."""
-    optimizer = torch.optim.SGD(parameter_groups(model, config.weight_decay), lr=peak_lr(config),
-                                momentum=config.momentum, nesterov=config.nesterov)
+    """SGD with momentum (or AdamW) on the decay/no-decay groups, and torch's per-step schedule: ``LinearLR``
+    warm-up from peak/warmup to the peak, then ``CosineAnnealingLR`` down to the scaled ``min_lr``."""
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+    groups = parameter_groups(model, config.weight_decay)
+    if config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=peak_lr(config), betas=(config.momentum, 0.999))
+    else:
+        optimizer = torch.optim.SGD(groups, lr=peak_lr(config), momentum=config.momentum, nesterov=config.nesterov)
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     total = config.epochs * steps_per_epoch
-    floor = config.min_lr / config.lr
-
-    def factor(step: int) -> float:
-        return lr_factor(step, warmup_steps=warmup, total_steps=total, floor=floor)
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=peak_lr(config) * config.min_lr / config.lr)
+    if warmup <= 1:  # a one-step warm-up starts at the peak already
+        return optimizer, cosine
+    # Step i of the warm-up runs at peak·(i+1)/warmup: start 1/warmup, reach 1 after warmup-1 steps.
+    linear = LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1)
+    return optimizer, SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
 
 
 def build_batch_mix(config: TrainConfig, num_classes: int):

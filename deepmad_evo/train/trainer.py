@@ -14,9 +14,10 @@ import torch.distributed as dist
 from torch import nn
 
 from ..io import atomic_write_text, jsonable
+from ..weights import save_weights
 from .checkpoint import check_compatible, restore_rng, rng_states, atomic_save, load_checkpoint
 from .config import CHECKPOINT, CHECKPOINT_FORMAT, TrainConfig
-from .data import Data, resolved_image_size, build_loaders
+from .data import Data, build_loaders, build_val_loader, resolved_image_size
 from .engine import TrainEvent, build_batch_mix, build_optimizer, evaluate, peak_lr, train_one_epoch
 from .metrics import METRIC_COLUMNS, plot_curves, write_metrics
 from .runtime import Runtime, prepare_model, setup_runtime
@@ -131,6 +132,7 @@ def _train(model, config, data, out_dir, resume, callback, extra, runtime: Runti
         history.append({k: row.get(k) for k in METRIC_COLUMNS})
         rng = rng_states(runtime, generator)  # collective: every rank takes part
         if runtime.main:
+            _save_best(out_dir, raw, history, config, extra)
             _save_epoch(checkpoint_path, epoch, steps_per_epoch, config, runtime, extra, raw, state, rng, history)
             write_metrics(history, out_dir, config)
             callback(TrainEvent("epoch", epoch + 1, config.epochs, (epoch + 1) * steps_per_epoch, steps_per_epoch,
@@ -160,10 +162,36 @@ def _ema(model: nn.Module, config):
     """An exponential moving average of the weights, or None when ``ema_decay`` is 0."""
     if config.ema_decay <= 0:
         return None
+    if config.ema_warmup:
+        return _WarmupEma(model, config.ema_decay)
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     # use_buffers: BN running statistics are averaged too, so the EMA model evaluates as is.
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+
+
+class _WarmupEma(nn.Module):
+    """timm's ``ModelEmaV3`` with decay warm-up (1 − (1 + step)^−2/3, capped at the decay) behind torch's
+    ``AveragedModel`` interface (``module``, ``update_parameters``); the step count is a buffer, so it is
+    checkpointed with the averaged weights and a resumed run continues the same warm-up."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        try:
+            from timm.utils import ModelEmaV3
+        except ImportError:
+            raise ValueError("optim.ema_warmup: needs timm's ModelEmaV3; install the extra: "
+                             "pip install 'deepmad-evo[timm]'") from None
+        self.ema = ModelEmaV3(model, decay=decay, use_warmup=True)
+        self.register_buffer("n_averaged", torch.zeros((), dtype=torch.long, device=next(model.parameters()).device))
+
+    @property
+    def module(self) -> nn.Module:
+        return self.ema.module
+
+    def update_parameters(self, model: nn.Module) -> None:
+        self.n_averaged += 1
+        self.ema.update(model, step=int(self.n_averaged))
 
 
 def _resume(path: Path, state: dict, config, runtime: Runtime, generator, steps_per_epoch: int):
@@ -224,8 +252,66 @@ def _finish(out_dir: Path, raw: nn.Module, ema, data: Data, extra: dict, history
     """model.pt, the final metrics and curves, the "done" event (rank 0)."""
     atomic_save({"model": raw.state_dict(), "ema": None if ema is None else ema.module.state_dict(),
                  "num_classes": data.num_classes, "extra": jsonable(extra)}, out_dir / "model.pt")
+    if portable(raw):
+        save_weights(raw, out_dir, preprocessing=preprocessing(config), extra=_weights_extra(config, extra, history))
+        if ema is not None:
+            save_weights(ema.module, out_dir / "ema", preprocessing=preprocessing(config),
+                         extra=_weights_extra(config, extra, history, "ema_"))
     write_metrics(history, out_dir, config)
     if history:
         plot_curves(history, out_dir / "curves.png")
     callback(TrainEvent("done", config.epochs, config.epochs, config.epochs * steps_per_epoch, steps_per_epoch,
                         metrics=history[-1] if history else None))
+
+
+# ------------------------------------------------------------------------------- portable weights
+def portable(model: nn.Module) -> bool:
+    """Whether training writes model.safetensors + config.json: safetensors is installed and the model is
+    a classification ``DeepMADNet`` (whose genotype the config records)."""
+    import importlib.util
+
+    return (importlib.util.find_spec("safetensors") is not None and hasattr(model, "genotype")
+            and not getattr(model, "features_only", False))
+
+
+def evaluate_model(model: nn.Module, config: TrainConfig, data: Data) -> dict:
+    """Loss, top-1 and top-5 (percent) of ``model`` on ``data.val`` with the recipe's device and AMP; no training.
+
+    Under torchrun each process evaluates its shard and the totals are summed.
+    """
+    runtime = setup_runtime(config)
+    try:
+        model = prepare_model(model, config, runtime)
+        loader = build_val_loader(data, config, runtime)
+        return {**evaluate(model, loader, config, runtime, data.num_classes), "images": len(data.val)}
+    finally:
+        if runtime.owns_process_group:
+            dist.destroy_process_group()
+
+
+def preprocessing(config) -> dict:
+    """The recipe's evaluation transform in timm's ``pretrained_cfg`` keys (input size, mean/std, crop, resize)."""
+    return {"input_size": [len(config.mean), config.image_size, config.image_size], "mean": list(config.mean),
+            "std": list(config.std), "crop_pct": config.eval_crop, "interpolation": config.interpolation,
+            "crop_mode": "center"}
+
+
+def _weights_extra(config, extra: dict, history: list[dict], prefix: str = "") -> dict:
+    last = history[-1] if history else {}
+    return {"train_config": config.to_dict(), **jsonable(extra), "epoch": last.get("epoch"),
+            "val_top1": last.get(f"{prefix}val_top1"), "val_top5": last.get(f"{prefix}val_top5")}
+
+
+def best_epoch(history: list[dict]) -> dict | None:
+    """The evaluated epoch with the highest val_top1 (the earliest on ties), or None before any evaluation."""
+    rows = [r for r in history if r.get("val_top1") is not None]
+    return max(rows, key=lambda r: r["val_top1"]) if rows else None
+
+
+def _save_best(out_dir: Path, raw: nn.Module, history: list[dict], config, extra: dict) -> None:
+    """best/: the weights of the best epoch so far by val_top1, rewritten only when this epoch is that best."""
+    best = best_epoch(history)
+    if best is None or best is not history[-1] or not portable(raw):
+        return
+    save_weights(raw, out_dir / "best", preprocessing=preprocessing(config),
+                 extra=_weights_extra(config, extra, [best]))
