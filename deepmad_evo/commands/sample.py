@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import load_config, parse_quantity
-from ..costs import CONVENTIONS
+from .common import add_search_options, resolve_config
 
 
 def add_parser(sub) -> None:
@@ -16,18 +15,12 @@ def add_parser(sub) -> None:
                                    "the budgets, one per equal-width stratum of --rho-range; also search the DeepMAD "
                                    "design at the config's rho0 for the same budgets. Writes DIR/index.json, "
                                    "DIR/genotypes/*.json and DIR/coverage.png.")
-    p.add_argument("--config", default=None, help="preset name (digits, r18, mb-29m, …) or TOML path; default mb-29m")
-    p.add_argument("--budget", default=None, help="MAC budget, e.g. 3M (default from the config)")
-    p.add_argument("--params", default=None, help="parameter budget, e.g. 0.2M (default from the config)")
+    add_search_options(p, config_help="preset name (digits, c100-r20, r18, mb-29m, …) or TOML path; default mb-29m")
     p.add_argument("--n", type=int, default=65, help="number of networks = number of rho strata (default 65, as Fig. 2)")
     p.add_argument("--rho-range", nargs=2, type=float, default=(0.1, 1.5), metavar=("MIN", "MAX"),
                    help="rho range to cover (default 0.1 1.5)")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="MACs and params each within this fraction below the budgets (default 0.05)")
-    p.add_argument("--rho", type=float, default=None, help="rho0 of the DeepMAD design (default from the config)")
-    p.add_argument("--image-size", type=int, default=None, help="image side (default from the config)")
-    p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
-    p.add_argument("--seed", type=int, default=None, help="sampling and search seed (default from the config)")
     p.add_argument("--max-rounds", type=int, default=200, help="give up after this many rounds of 1024 random vectors")
     p.add_argument("--out", default=None, help="sample directory (default runs/sample-<config>-n<N>-s<seed>)")
     p.add_argument("--force", action="store_true", help="overwrite a sample directory that holds another sample")
@@ -40,10 +33,7 @@ def run(args: argparse.Namespace, console) -> int:
     from ..studies.plots import plot_coverage
     from ..studies.sampling import INDEX, sample_networks, write_samples
 
-    cfg = load_config(args.config).with_overrides(
-        macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
-        params=None if args.params is None else parse_quantity(args.params, "--params"),
-        rho=args.rho, image_size=args.image_size, seed=args.seed, convention=args.convention)
+    cfg = resolve_config(args)  # --rho is the DeepMAD design's rho0; --seed seeds the sampling and the search
     if args.max_rounds < 1:
         raise ValueError(f"--max-rounds: expected an integer >= 1, got {args.max_rounds}")
     out = Path(args.out) if args.out else Path("runs") / f"sample-{cfg.name}-n{args.n}-s{cfg.search.seed}"
