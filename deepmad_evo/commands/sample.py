@@ -68,6 +68,7 @@ def run(args: argparse.Namespace, console) -> int:
     record = json.loads(index_path.read_text())
     edges = [result.rho_range[0] + (result.rho_range[1] - result.rho_range[0]) * k / args.n for k in range(args.n + 1)]
     plot_coverage([s.rho for s in result.samples], edges, out / "coverage.png", reference=cfg.budget.rho,
+                  entropies=[s.entropy for s in result.samples],
                   title=f"{args.n} networks at {cfg.budget.macs / 1e6:.4g} MMACs / {cfg.budget.params / 1e6:.4g} M "
                         f"params (−{100 * args.tolerance:g} %), one per rho stratum")
     _table(console, record)

@@ -29,19 +29,29 @@ def _save(fig, path: str | Path) -> None:
 
 
 def plot_coverage(rhos: Sequence[float], edges: Sequence[float], path: str | Path, title: str = "",
-                  reference: float | None = None) -> None:
-    """Histogram of the sampled networks' ρ over the strata (one bar per stratum)."""
+                  reference: float | None = None, entropies: Sequence[float] | None = None) -> None:
+    """ρ of every sampled network against the strata (grey lines): a bar chart of networks per stratum,
+    and, with ``entropies``, each network's entropy against its ρ."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    panels = 2 if entropies is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.4), squeeze=False)
+    ax = axes[0][0]
     ax.hist(list(rhos), bins=list(edges), color="tab:blue", edgecolor="white")
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_xlabel("ρ")
-    ax.set_ylabel("networks")
+    ax.set_ylabel("networks per stratum")
+    if entropies is not None:
+        right = axes[0][1]
+        right.scatter(list(rhos), list(entropies), s=18, color="tab:blue")
+        right.set_ylabel("entropy H")
+    for a in axes[0]:
+        for e in edges:
+            a.axvline(e, color="0.85", lw=0.6, zorder=0)
+        if reference is not None:
+            a.axvline(reference, color="tab:red", ls="--", lw=1, label=f"ρ0 = {reference:g}")
+        a.set_xlim(edges[0], edges[-1])
+        a.set_xlabel("ρ")
     if reference is not None:
-        ax.axvline(reference, color="tab:red", ls="--", lw=1, label=f"ρ0 = {reference:g}")
-        ax.legend()
-    ax.set_title(title or f"{len(rhos)} networks over {len(edges) - 1} ρ strata")
-    ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or f"{len(rhos)} networks over {len(edges) - 1} ρ strata")
     _save(fig, path)
 
 
