@@ -1,6 +1,7 @@
 """torch.hub entry points: ``torch.hub.load(repo_dir, "deepmad_r50", source="local")``.
 
-One entry point per zoo network (``deepmad_<zoo name>`` with ``-`` → ``_``, as in ``deepmad_evo.timm``)
+One entry point per zoo network (``deepmad_<zoo name>`` with ``-`` → ``_``, the published
+``deepmad-r50-published`` as ``deepmad_r50_published``: the names of ``deepmad_evo.timm``)
 and ``deepmad(genotype, ...)`` for any genotype (file, text form or zoo name). Keyword arguments go to
 ``deepmad_evo.build_model`` (``num_classes``, ``features_only``, ``out_indices``, ``drop_path_rate``,
 ``in_chans``, ``weights=`` a weights folder written by training). No weights are downloaded: the zoo
@@ -27,7 +28,9 @@ def _entry(zoo):
 
         return build_model(_get_genotype(zoo), **kwargs)
 
-    entry.__name__ = "deepmad_" + zoo.replace("-", "_").replace(".", "_")
+    # As deepmad_evo.timm.timm_name (not imported: timm is optional): deepmad-r50-published -> deepmad_r50_published.
+    name = zoo[len("deepmad-"):] if zoo.startswith("deepmad-") else zoo
+    entry.__name__ = "deepmad_" + name.replace("-", "_").replace(".", "_")
     entry.__doc__ = f"The zoo network {zoo!r}: {_get_genotype(zoo).to_text()}; kwargs go to build_model."
     return entry
 

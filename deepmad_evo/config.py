@@ -6,10 +6,9 @@ Each key is read here and nowhere else; unknown keys are errors naming the file 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +16,9 @@ from .costs import CONVENTIONS
 from .genotype import BLOCKS, RESNET_BLOCKS
 from .io import jsonable
 from .objective import DEFAULT_BETA, check_alpha
+from . import schema
 from .problem import Budget
+from .schema import ConfigError, boolean, choice, integer, number, read_toml, sequence, take
 from .search import SearchSettings
 from .space import SearchSpace, Template
 
@@ -32,10 +33,6 @@ FAMILY_DEFAULTS = {
     "resnet": {"expansion": (0.1, 1.0, 0.1), "kernels": (3, 5), "rho": 0.3},
     "mobile": {"expansion": (1.5, 6.0, 0.1), "kernels": (3, 5, 7), "rho": 0.5},
 }
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid."""
 
 
 def parse_quantity(text: Any, field: str) -> float:
@@ -83,15 +80,14 @@ class ObjectiveConfig:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    pop_size: int = 100
-    generations: int = 60
-    restarts: int = 2
-    chains: int = 6
-    perturbations: int = 25
-    finish: int = 25
-    local_search: bool = True
-    seed: int = 0
+class CrossCheckSettings:
+    """The ``[crosscheck]`` table: effort and warning threshold of the GA-versus-relaxation check."""
+
+    starts: int = 3  # random feasible SLSQP starts besides the GA's
+    tolerance: float = 0.01  # a gap (relaxed − GA)/relaxed above this is a warning
+    maxiter: int = 200  # SLSQP iterations per start
+    polish_iterations: int = 100  # discrete polish after rounding
+    polish_starts: int = 3  # distinct roundings polished
 
 
 @dataclass(frozen=True)
@@ -103,14 +99,12 @@ class Config:
     space: SpaceConfig
     budget: Budget
     objective: ObjectiveConfig
-    search: SearchConfig
+    search: SearchSettings
+    crosscheck: CrossCheckSettings = CrossCheckSettings()
 
     def search_settings(self, **overrides) -> SearchSettings:
-        """The search effort of this config (``overrides`` replace single fields, e.g. ``jobs=1``)."""
-        s = self.search
-        fields = dict(pop_size=s.pop_size, generations=s.generations, restarts=s.restarts, chains=s.chains,
-                      perturbations=s.perturbations, finish=s.finish, local_search=s.local_search)
-        return SearchSettings(**{**fields, **overrides})
+        """The search settings of this config (``overrides`` replace single fields, e.g. ``jobs=1``)."""
+        return replace(self.search, **overrides)
 
     def search_space(self) -> SearchSpace:
         t, sp = self.template, self.space
@@ -138,7 +132,8 @@ class Config:
         if self.budget.latency is None and self.budget.latency_table is None:
             del budget["latency"], budget["latency_table"]  # runs without latency keep their identity
         d = {"name": self.name, "template": asdict(self.template), "space": asdict(self.space),
-             "budget": budget, "objective": asdict(self.objective), "search": asdict(self.search)}
+             "budget": budget, "objective": asdict(self.objective), "search": asdict(self.search),
+             "crosscheck": asdict(self.crosscheck)}
         return jsonable(d)
 
     def with_overrides(self, *, macs=None, params=None, rho=None, block=None, image_size=None, seed=None,
@@ -194,61 +189,6 @@ def _positive(v, field):
     return float(v)
 
 
-def _take(table: Mapping, where: str, spec: dict, src: str) -> dict:
-    """Check a TOML table against ``spec`` {key: type-checker}; return the present keys."""
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{src}: [{where}] must be a table")
-    for key in table:
-        if key not in spec:
-            raise ConfigError(f"{src}: unknown key {where}.{key}; expected one of {', '.join(sorted(spec))}")
-    out = {}
-    for key, check in spec.items():
-        if key in table:
-            out[key] = check(table[key], f"{src}: {where}.{key}")
-    return out
-
-
-def _int_(v, f):
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{f}: expected an integer, got {v!r}")
-    return v
-
-
-def _pos_int(v, f):
-    v = _int_(v, f)
-    if v < 1:
-        raise ConfigError(f"{f}: expected an integer >= 1, got {v}")
-    return v
-
-
-def _num(v, f):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{f}: expected a number, got {v!r}")
-    return float(v)
-
-
-def _bool(v, f):
-    if not isinstance(v, bool):
-        raise ConfigError(f"{f}: expected true or false, got {v!r}")
-    return v
-
-
-def _str_in(choices):
-    def check(v, f):
-        if v not in choices:
-            raise ConfigError(f"{f}: expected one of {', '.join(choices)}, got {v!r}")
-        return v
-    return check
-
-
-def _list(item, n=None):
-    def check(v, f):
-        if not isinstance(v, list) or (n is not None and len(v) != n) or not v:
-            raise ConfigError(f"{f}: expected a list{'' if n is None else f' of {n} values'}, got {v!r}")
-        return tuple(item(x, f) for x in v)
-    return check
-
-
 def _time(v, f):
     from .latency.table import parse_time
 
@@ -264,33 +204,25 @@ def _quantity_or_off(v, f):
     return parse_quantity(v, f)
 
 
+_POS = integer(1)
+_ANY = lambda v, f: v  # noqa: E731 - a sub-table, checked by its own spec
+
+
 def load_config(source: str | Path | None = None) -> Config:
     """Read a TOML preset by path or by name (``r50`` → ``configs/r50.toml``).
 
     Raises:
         ConfigError: for a missing file, bad TOML, unknown keys or invalid values.
     """
-    source = DEFAULT_PRESET if source is None else source
-    path = Path(source)
-    if not path.is_file():
-        named = CONFIG_DIR / f"{source}.toml"
-        if named.is_file():
-            path = named
-        else:
-            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-            raise ConfigError(f"--config: {str(source)!r} is neither a file nor a preset; presets: {names}")
+    path, data = read_toml(DEFAULT_PRESET if source is None else source, CONFIG_DIR, "preset")
     src = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{src}: not valid TOML ({exc})") from None
-    top = _take(data, "config", {"name": lambda v, f: str(v), "template": lambda v, f: v, "space": lambda v, f: v,
-                                 "budget": lambda v, f: v, "objective": lambda v, f: v, "search": lambda v, f: v}, src)
+    top = take(data, "config", {"name": lambda v, f: str(v), "template": _ANY, "space": _ANY, "budget": _ANY,
+                                "objective": _ANY, "search": _ANY, "crosscheck": _ANY}, src)
     if "template" not in top:
         raise ConfigError(f"{src}: missing [template] table")
-    t = _take(top["template"], "template", {
-        "blocks": _list(_str_in(BLOCKS)), "strides": _list(_int_), "head": _int_, "stem_kernel": _pos_int,
-        "stem_stride": _int_, "image_size": _pos_int, "in_channels": _pos_int, "num_classes": _pos_int}, src)
+    t = take(top["template"], "template", {
+        "blocks": sequence(choice(BLOCKS)), "strides": sequence(integer()), "head": integer(), "stem_kernel": _POS,
+        "stem_stride": integer(), "image_size": _POS, "in_channels": _POS, "num_classes": _POS}, src)
     if "blocks" not in t or "strides" not in t:
         raise ConfigError(f"{src}: template.blocks and template.strides are required")
     head = t.pop("head", 0)
@@ -298,14 +230,14 @@ def load_config(source: str | Path | None = None) -> Config:
         template = Template(head=head or None, **t)
     except ValueError as exc:
         raise ConfigError(f"{src}: {exc}") from None
-    sp = _take(top.get("space", {}), "space", {
-        "stem_channels": _list(_pos_int, 3), "channels": _list(_pos_int, 3), "expansion": _list(_num, 3),
-        "kernels": _list(_pos_int), "depth": _list(_pos_int, 2), "first_stage_max_depth": _pos_int,
-        "multiple": _pos_int}, src)
+    sp = take(top.get("space", {}), "space", {
+        "stem_channels": sequence(_POS, 3), "channels": sequence(_POS, 3), "expansion": sequence(number(), 3),
+        "kernels": sequence(_POS), "depth": sequence(_POS, 2), "first_stage_max_depth": _POS,
+        "multiple": _POS}, src)
     space = SpaceConfig(**sp)
-    b = _take(top.get("budget", {}), "budget", {
-        "macs": _quantity_or_off, "params": _quantity_or_off, "rho": _num, "max_layers": _pos_int,
-        "monotone": _bool, "latency": _time, "latency_table": lambda v, f: str(v)}, src)
+    b = take(top.get("budget", {}), "budget", {
+        "macs": _quantity_or_off, "params": _quantity_or_off, "rho": number(), "max_layers": _POS,
+        "monotone": boolean, "latency": _time, "latency_table": lambda v, f: str(v)}, src)
     default_rho = FAMILY_DEFAULTS[family(template.blocks[0])]["rho"]
     try:
         budget = Budget(rho=b.get("rho", default_rho), macs=b.get("macs"), params=b.get("params"),
@@ -313,13 +245,19 @@ def load_config(source: str | Path | None = None) -> Config:
                         latency_table=b.get("latency_table"))
     except ValueError as exc:
         raise ConfigError(f"{src}: {exc}") from None
-    o = _take(top.get("objective", {}), "objective", {
-        "alpha": _list(_num), "beta": _num, "convention": _str_in(CONVENTIONS)}, src)
+    o = take(top.get("objective", {}), "objective", {
+        "alpha": sequence(number()), "beta": number(), "convention": choice(CONVENTIONS)}, src)
     objective = ObjectiveConfig(**o)
-    s = _take(top.get("search", {}), "search", {
-        "pop_size": _pos_int, "generations": _pos_int, "restarts": _pos_int, "chains": _pos_int,
-        "perturbations": _int_, "finish": _int_, "local_search": _bool, "seed": _int_}, src)
-    cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchConfig(**s))
+    s = take(top.get("search", {}), "search", {
+        "pop_size": _POS, "generations": _POS, "restarts": _POS, "chains": _POS, "polish_top": _POS,
+        "perturbations": integer(0), "finish": integer(0), "local_search": boolean, "pair_steps": sequence(_POS),
+        "crossover_prob": number(0, 1), "crossover_eta": number(0, open_low=True),
+        "mutation_eta": number(0, open_low=True), "seed": integer(), "jobs": integer(0)}, src)
+    c = take(top.get("crosscheck", {}), "crosscheck", {
+        "starts": integer(0), "tolerance": number(0, 1, open_low=True, open_high=True), "maxiter": _POS,
+        "polish_iterations": integer(0), "polish_starts": _POS}, src)
+    cfg = Config(top.get("name", path.stem), template, space, budget, objective, SearchSettings(**s),
+                 CrossCheckSettings(**c))
     try:
         cfg.validate()
     except ConfigError:
@@ -330,4 +268,4 @@ def load_config(source: str | Path | None = None) -> Config:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    return schema.preset_names(CONFIG_DIR)

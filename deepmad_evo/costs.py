@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .units import Conv, Network, block_convs, se_width, shortcut
+from .units import AvgPool, BlockOps, Conv, Network, block_ops
 
 CONVENTIONS = ("torch", "tinynas")
 
@@ -28,9 +28,9 @@ def check_convention(convention: str) -> str:
 
 def conv_cost(conv: Conv, side, convention: str):
     """(MACs, params) of one conv+BN whose output side is ``side``."""
-    params = conv.weights + 2 * conv.c_out
+    params = conv.weight_count + 2 * conv.c_out
     if convention == "torch":
-        return conv.weights * side * side, params
+        return conv.weight_count * side * side, params
     # tinynas: BN params are counted as MACs too, plus the activation on the output.
     return (params + conv.c_out) * side * side, params
 
@@ -47,18 +47,18 @@ def convs_cost(convs, r_in, r_out, convention: str):
     return macs, params
 
 
-def block_cost(block: str, c_in, out, btn, k, s: int, r_in, r_out, first: bool, convention: str):
-    """(MACs, params) of one block: main path, shortcut, pooling and SE (DESIGN.md §4)."""
-    convs = block_convs(block, c_in, out, btn, k, s)
-    macs, params = convs_cost(convs, r_in, r_out, convention)
-    _, projection, pooled = shortcut(block, c_in, out, s, first)
-    if projection:
-        m, p = conv_cost(Conv(c_in, out, 1, 1), r_out, convention)
-        macs, params = macs + m, params + p
-    if convention == "tinynas":
-        macs = macs + pooled * c_in * r_in * r_in
-    if block == "mbconv_se":
-        se = se_width(btn)
+def ops_cost(ops: BlockOps, r_in, r_out, convention: str):
+    """(MACs, params) of one block's ops: main path, shortcut (projection, pooling) and SE (DESIGN.md §4)."""
+    macs, params = convs_cost(ops.main, r_in, r_out, convention)
+    for op in ops.shortcut:
+        if isinstance(op, Conv):  # the projection runs on the pooled (output-side) map
+            m, p = conv_cost(op, r_out, convention)
+            macs, params = macs + m, params + p
+    for op in ops.shortcut:
+        if isinstance(op, AvgPool) and convention == "tinynas":  # torch counts no MACs for pooling
+            macs = macs + op.active * op.channels * r_in * r_in
+    if ops.se is not None:
+        btn, se = ops.se
         if convention == "torch":
             # fc1 (btn->se) and fc2 (se->btn) are 1x1 convs with bias on a 1x1 map.
             macs = macs + 2 * btn * se
@@ -66,6 +66,11 @@ def block_cost(block: str, c_in, out, btn, k, s: int, r_in, r_out, first: bool, 
         else:
             params = params + btn * se + 2 * se + se * btn + 2 * btn
     return macs, params
+
+
+def block_cost(block: str, c_in, out, btn, k, s: int, r_in, r_out, first: bool, convention: str):
+    """(MACs, params) of one block from its op list (``units.block_ops``); ints or arrays alike."""
+    return ops_cost(block_ops(block, c_in, out, btn, k, s, first), r_in, r_out, convention)
 
 
 def classifier_cost(c_last, num_classes, convention: str):
@@ -111,10 +116,7 @@ def network_costs(network: Network, convention: str = "torch") -> Costs:
     sides = float_sides(network) if convention == "tinynas" else [(u.r_in, u.r_out) for u in network.units]
     um, up = [], []
     for u, (r_in, r_out) in zip(network.units, sides):
-        if u.kind == "block":
-            m, p = block_cost(u.block, u.c_in, u.c_out, u.btn, u.k, u.s, r_in, r_out, u.first, convention)
-        else:
-            m, p = convs_cost(u.layers, r_in, r_out, convention)
+        m, p = ops_cost(u.ops, r_in, r_out, convention)
         um.append(m)
         up.append(p)
     g = network.genotype

@@ -39,7 +39,6 @@ _TINYNAS_BLOCK = {
     "SuperResK1DWK1": "mbconv",
     "SuperResK1DWSEK1": "mbconv_se",
 }
-_BLOCK_TINYNAS = {v: k for k, v in _TINYNAS_BLOCK.items()}
 
 
 class GenotypeError(ValueError):
@@ -155,9 +154,6 @@ class Genotype:
     def blocks(self) -> tuple[str, ...]:
         return tuple(st.block for st in self.stages)
 
-    def replace_stages(self, stages: tuple[Stage, ...]) -> "Genotype":
-        return Genotype(self.stem, stages, self.head, self.image_size, self.in_channels, self.num_classes)
-
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict:
         return {
@@ -263,18 +259,6 @@ class Genotype:
                    tuple(stages), head, header["i"], header["c"], header["n"])
 
     # ---------------------------------------------------------------- reference files
-    def to_tinynas(self) -> str:
-        """The reference implementation's structure-file literal (for exchange with TinyNAS)."""
-        blocks = [{"class": "ConvKXBNRELU", "in": self.in_channels, "k": self.stem.k, "out": self.stem.out, "s": self.stem.s}]
-        c = self.stem.out
-        for st in self.stages:
-            blocks.append({"L": st.depth, "btn": st.btn, "class": _BLOCK_TINYNAS[st.block], "in": c,
-                           "k": st.k, "out": st.out, "s": st.s})
-            c = st.out
-        if self.head is not None:
-            blocks.append({"class": "ConvKXBNRELU", "in": c, "k": 1, "out": self.head.out, "s": 1})
-        return repr({"best_structures": [blocks], "space_arch": "CnnNet"})
-
     @classmethod
     def from_tinynas(cls, text: str, image_size: int = 224, num_classes: int = 1000) -> "Genotype":
         """Read a TinyNAS structure file (a Python literal; parsed with ``ast.literal_eval``)."""

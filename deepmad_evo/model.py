@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
 from .genotype import MOBILE_BLOCKS, Genotype, GenotypeError, load_genotype
-from .units import Conv, Network, Unit, expand
+from .units import AvgPool, Network, Unit, expand
 
 ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "relu": nn.ReLU, "silu": nn.SiLU, "hardswish": nn.Hardswish, "gelu": nn.GELU, "relu6": nn.ReLU6,
@@ -64,17 +64,14 @@ class Block(nn.Module):
         last = len(unit.layers) - 1
         for i, conv in enumerate(unit.layers):
             layers.append(_conv(conv, None if i == last else activation))
-            if conv.dw and unit.se:
-                layers.append(SqueezeExcitation(conv.c_out, unit.se, activation=activation))
+            if conv.dw and unit.se_op is not None:
+                layers.append(SqueezeExcitation(unit.se_op.channels, unit.se_op.squeeze, activation=activation))
         self.branch = nn.Sequential(*layers)
         self.shortcut: nn.Module | None = None
         if unit.residual:
-            parts: list[nn.Module] = []
-            if unit.pooled:
-                # ceil_mode keeps odd sides equal to the strided conv's ⌈r/2⌉.
-                parts.append(nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False))
-            if unit.projection:
-                parts.append(_conv(Conv(unit.c_in, unit.c_out, 1, 1), None))
+            # ceil_mode keeps odd sides equal to the strided conv's ⌈r/2⌉.
+            parts = [nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if isinstance(op, AvgPool)
+                     else _conv(op, None) for op in unit.shortcut_ops]
             self.shortcut = nn.Sequential(*parts) if len(parts) > 1 else parts[0] if parts else nn.Identity()
         self.drop_path = StochasticDepth(drop_path, "row") if unit.residual and drop_path > 0 else nn.Identity()
         self.act = nn.Identity() if mobile else activation(inplace=True) if _takes_inplace(activation) else activation()

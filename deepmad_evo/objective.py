@@ -47,9 +47,33 @@ def check_alpha(alpha: Sequence[float] | None, num_segments: int) -> tuple[float
     return alpha
 
 
-def depth_penalty(depths, beta: float = DEFAULT_BETA):
+def weighted_depth_penalty(depths, beta: float = DEFAULT_BETA):
     """β·Q with Q = exp(std(d)), population std over the last axis."""
     return beta * np.exp(np.std(np.asarray(depths, dtype=float), axis=-1))
+
+
+def segment_terms(sum_lnw, layers, channels, area, alpha):
+    """α_j·H_j and ρ_j from the prefix sums through the end of segment j (DESIGN.md §2–§3).
+
+    H_j = ln(c_j·r_j²)·½·Σ ln w and ρ_j = L_j / exp(Σ ln w / L_j), the sums running over every
+    main-path layer from the input to the segment's end. The one place these formulas live:
+    scalars (one network), arrays (a population) and duals (the relaxation) alike.
+
+    Args:
+        sum_lnw: Σ ln w through the end of the segment.
+        layers: L_j, the number of those layers.
+        channels, area: c_j and r_j², the segment's output channels and feature-map area.
+        alpha: α_j.
+
+    Returns:
+        (α_j·H_j, ρ_j).
+    """
+    return alpha * np.log(channels * area) * 0.5 * sum_lnw, prefix_rho(sum_lnw, layers)
+
+
+def prefix_rho(sum_lnw, layers):
+    """ρ of a prefix of the network that ends anywhere (a stage inside a segment): L / exp(Σ ln w / L)."""
+    return layers / np.exp(sum_lnw / layers)
 
 
 @dataclass(frozen=True)
@@ -58,7 +82,7 @@ class Evaluation:
 
     entropy_terms: tuple[float, ...]  # α_j·H_j
     entropy: float
-    depth_penalty: float
+    weighted_depth_penalty: float  # β·Q
     objective: float
     rho_prefix: tuple[float, ...]
     rho: float
@@ -97,22 +121,21 @@ def evaluate(genotype: Genotype | Network, alpha: Sequence[float] | None = None,
     alpha = check_alpha(alpha, net.num_segments)
     unit_s = [0.5 * sum(math.log(c.width) for c in u.layers) for u in net.units]
     terms, rhos, seg_layers = [], [], []
-    cum_s = cum_lnw = 0.0
+    cum_lnw = 0.0
     cum_L = 0
     units = net.units
     for i, (u, s_u) in enumerate(zip(units, unit_s)):
-        cum_s += s_u
         cum_lnw += 2.0 * s_u
         cum_L += len(u.layers)
         if i == len(units) - 1 or units[i + 1].segment != u.segment:
-            j = u.segment
-            terms.append(alpha[j] * math.log(u.c_out * u.r_out ** 2) * cum_s)
-            rhos.append(cum_L / math.exp(cum_lnw / cum_L))
+            term, rho = segment_terms(cum_lnw, cum_L, u.c_out, u.r_out ** 2, alpha[u.segment])
+            terms.append(float(term))
+            rhos.append(float(rho))
             seg_layers.append(cum_L)
     H = float(sum(terms))
-    Q = float(depth_penalty([st.depth for st in net.genotype.stages], beta))
+    penalty = float(weighted_depth_penalty([st.depth for st in net.genotype.stages], beta))
     return Evaluation(
-        entropy_terms=tuple(terms), entropy=H, depth_penalty=Q, objective=H - Q,
+        entropy_terms=tuple(terms), entropy=H, weighted_depth_penalty=penalty, objective=H - penalty,
         rho_prefix=tuple(rhos), rho=max(rhos), layers=cum_L, segment_layers=tuple(seg_layers),
         segment_sides=tuple(net.segment_sides()), segment_channels=tuple(net.segment_channels()),
         unit_log_std=tuple(unit_s), alpha=alpha, beta=float(beta), costs=network_costs(net, convention),
@@ -132,7 +155,7 @@ class PopulationEvaluation:
 
     objective: np.ndarray
     entropy: np.ndarray
-    depth_penalty: np.ndarray
+    weighted_depth_penalty: np.ndarray  # β·Q
     rho: np.ndarray
     rho_prefix: np.ndarray  # (N, segments)
     entropy_terms: np.ndarray  # (N, segments), α_j·H_j
@@ -205,19 +228,19 @@ def evaluate_population(template, stem, out, btn, kernel, depth, alpha: Sequence
     n = len(np.asarray(stem))
     ends = [g for g in range(len(seg)) if g == len(seg) - 1 or seg[g + 1] != seg[g]]
     # Running prefix sums over the unit groups (a handful of array adds beats cumsum on (N, G)).
-    cum_lnw, cum_L, lnw_end, L_end, ln_cr2 = 0.0, 0, [], [], []
+    cum_lnw, cum_L, terms, rhos, L_end = 0.0, 0, [], [], []
     for g in range(len(seg)):
         cum_lnw = cum_lnw + lnw[g]
         cum_L = cum_L + nl[g]
         if g in ends:
-            lnw_end.append(np.broadcast_to(cum_lnw, (n,)))
+            term, rho = segment_terms(cum_lnw, cum_L, chans[g], float(sides[g]) ** 2, alpha[len(terms)])
+            terms.append(np.broadcast_to(term, (n,)))
+            rhos.append(np.broadcast_to(rho, (n,)))
             L_end.append(np.broadcast_to(cum_L, (n,)))
-            ln_cr2.append(np.broadcast_to(np.log(chans[g] * float(sides[g]) ** 2), (n,)))
-    lnw_end, L_end = np.column_stack(lnw_end), np.column_stack(L_end)
-    terms = alpha * np.column_stack(ln_cr2) * 0.5 * lnw_end
-    rho_prefix = L_end / np.exp(lnw_end / L_end)
+    terms, rho_prefix, L_end = np.column_stack(terms), np.column_stack(rhos), np.column_stack(L_end)
     H = terms.sum(axis=1)
-    Q = depth_penalty(depth, beta)
-    return PopulationEvaluation(objective=H - Q, entropy=H, depth_penalty=Q, rho=rho_prefix.max(axis=1),
+    penalty = weighted_depth_penalty(depth, beta)
+    return PopulationEvaluation(objective=H - penalty, entropy=H, weighted_depth_penalty=penalty,
+                                rho=rho_prefix.max(axis=1),
                                 rho_prefix=rho_prefix, entropy_terms=terms, layers=L_end[:, -1],
                                 macs=np.broadcast_to(macs, (n,)), params=np.broadcast_to(params, (n,)))

@@ -114,8 +114,16 @@ class DeepMADProblem(Problem):
 
 
 class MonotoneRepair(Repair):
-    """Make stage channels non-decreasing (a running maximum), when the budget asks for it."""
+    """Round to integers and make stage channels non-decreasing (a running maximum) when ``monotone``.
+
+    It reads the channel columns from the space it is given, not from the problem pymoo passes,
+    so it also works when a problem wraps (or is wrapped around) a ``DeepMADProblem``.
+    """
+
+    def __init__(self, space: SearchSpace, monotone: bool = True) -> None:
+        super().__init__()
+        self.space, self.monotone = space, bool(monotone)
 
     def _do(self, problem, X, **kwargs):
         X = np.round(np.asarray(X)).astype(np.int64)
-        return problem.space.repair_monotone(X) if problem.budget.monotone else X
+        return self.space.repair_monotone(X) if self.monotone else X

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .genotype import Genotype
 from .io import json_number
-from .objective import DEFAULT_BETA, evaluate
+from .objective import DEFAULT_BETA, evaluate, prefix_rho
 from .problem import Budget
 from .units import expand
 
@@ -44,7 +44,7 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
         budget: when given, a ✓/✗ check per constraint is included.
 
     Returns:
-        A dict with totals (macs, params, rho, rho_prefix, entropy, entropy_terms, depth_penalty,
+        A dict with totals (macs, params, rho, rho_prefix, entropy, entropy_terms, depth_penalty = β·Q,
         objective, layers, convention), ``segments`` and ``stages`` rows, ``constraints``, the
         genotype (JSON form) and its text form.
     """
@@ -73,7 +73,7 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
             "btn": first.btn if first.kind == "block" else None, "k": first.k, "s": first.s,
             "depth": len(units), "side": last.r_out, "segment": last.segment,
             "entropy_term": ev.entropy_terms[last.segment] if is_seg_end else None,
-            "rho_prefix": cum_L / math.exp(cum_lnw / cum_L),
+            "rho_prefix": float(prefix_rho(cum_lnw, cum_L)),
             "macs": json_number(sum(costs.unit_macs[i] for i in idx)), "params": json_number(sum(costs.unit_params[i] for i in idx)),
         })
         if unit_latency is not None:
@@ -97,7 +97,7 @@ def genotype_report(genotype: Genotype, alpha=None, beta: float = DEFAULT_BETA, 
         **extra,
         "source": "genotype", "convention": convention,
         "macs": json_number(costs.macs), "params": json_number(costs.params), "rho": ev.rho, "rho_prefix": list(ev.rho_prefix),
-        "entropy": ev.entropy, "entropy_terms": list(ev.entropy_terms), "depth_penalty": ev.depth_penalty,
+        "entropy": ev.entropy, "entropy_terms": list(ev.entropy_terms), "depth_penalty": ev.weighted_depth_penalty,
         "objective": ev.objective, "layers": ev.layers, "alpha": list(ev.alpha), "beta": ev.beta,
         "segments": segments, "stages": rows, "classifier": classifier,
         "constraints": constraint_checks(costs.macs, costs.params, ev.rho, ev.layers,

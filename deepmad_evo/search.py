@@ -28,6 +28,8 @@ from typing import Callable
 import numpy as np
 from pymoo.algorithms.soo.nonconvex.ga import GA
 from pymoo.core.population import Population
+from pymoo.core.callback import Callback as PymooCallback
+from pymoo.core.sampling import Sampling
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
@@ -46,17 +48,24 @@ class InfeasibleBudgetError(ValueError):
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """Effort of a search (counts only, for reproducibility)."""
+    """Effort and operators of a search: the ``[search]`` table of a preset, read into this dataclass.
+
+    Counts only (no wall-clock limits), so the same settings and seed give the same result.
+    """
 
     pop_size: int = 100
     generations: int = 60
     restarts: int = 2
     local_search: bool = True
-    polish_top: int = 6
+    polish_top: int = 6  # best distinct GA results polished per chain
     perturbations: int = 25
     chains: int = 6
     finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
+    crossover_prob: float = 0.9  # SBX crossover probability
+    crossover_eta: float = 15.0  # SBX distribution index
+    mutation_eta: float = 20.0  # polynomial-mutation distribution index
+    seed: int = 0  # the run seed (``run_search`` takes it as an argument; the config records it here)
     jobs: int = 0  # worker processes; 0 = min(chains, CPU count). Never changes the result.
 
 
@@ -135,6 +144,22 @@ def feasible_samples(problem: DeepMADProblem, n: int, rng: np.random.Generator, 
     return X
 
 
+class FeasibleSampling(Sampling):
+    """``feasible_samples`` as a pymoo ``Sampling``: start any pymoo algorithm near the budget boundary.
+
+    The sampler reads the space and budgets from the ``DeepMADProblem`` it is given here, so it
+    also works when the algorithm sees a wrapped problem; randomness is the algorithm's
+    ``random_state``.
+    """
+
+    def __init__(self, problem: DeepMADProblem) -> None:
+        super().__init__()
+        self.problem = problem
+
+    def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
+        return feasible_samples(self.problem, n_samples, random_state)
+
+
 def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
     """Move matrix: every single-variable step ±s and every two-variable trade (±a, ±b)."""
     moves = []
@@ -168,14 +193,16 @@ def local_search(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_
     return x, best
 
 
-def _ga(problem: DeepMADProblem, X0: np.ndarray, settings: SearchSettings, seed: int, on_generation) -> Population:
+def _ga(problem: DeepMADProblem, X0: np.ndarray, settings: SearchSettings, seed: int, on_generation,
+        algorithm_callback: PymooCallback | None = None) -> Population:
     algorithm = GA(
         pop_size=settings.pop_size,
         sampling=Population.new(X=X0),
-        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
-        repair=MonotoneRepair(),
+        crossover=SBX(prob=settings.crossover_prob, eta=settings.crossover_eta, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=settings.mutation_eta, vtype=float, repair=RoundingRepair()),
+        repair=MonotoneRepair(problem.space, problem.budget.monotone),
         eliminate_duplicates=True,
+        callback=algorithm_callback,
     )
     algorithm.setup(problem, termination=("n_gen", settings.generations), seed=seed, verbose=False)
     while algorithm.has_next():
@@ -186,7 +213,7 @@ def _ga(problem: DeepMADProblem, X0: np.ndarray, settings: SearchSettings, seed:
 
 def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = DEFAULT_BETA,
                convention: str = "torch", settings: SearchSettings = SearchSettings(), seed: int = 0,
-               callback: Callback | None = None) -> SearchResult:
+               callback: Callback | None = None, algorithm_callback: PymooCallback | None = None) -> SearchResult:
     """Maximise the DeepMAD objective over ``space`` under ``budget``.
 
     The search runs ``settings.chains`` independent chains (GA restarts, local search, iterated
@@ -201,6 +228,9 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
         seed: the only source of randomness.
         callback: called in this process with a progress dict after each generation / polishing
             step of any chain (keys: phase, chain, step, total, best_objective, feasible_fraction).
+        algorithm_callback: a pymoo ``Callback`` handed to every chain's GA (called with the
+            algorithm after each generation). Chains on worker processes get a copy: use
+            ``settings.jobs = 1`` to read its state afterwards.
 
     Returns:
         A ``SearchResult`` whose genotype satisfies every constraint.
@@ -214,7 +244,7 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     chain_seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(settings.chains)]
     jobs = settings.jobs or min(settings.chains, os.cpu_count() or 1)
     report = callback or (lambda info: None)
-    args = (space, budget, alpha, beta, convention, settings)
+    args = (space, budget, alpha, beta, convention, settings, algorithm_callback)
     if jobs <= 1 or settings.chains <= 1:
         outcomes = [_chain(*args, chain_seeds[c], c, report) for c in range(settings.chains)]
     else:
@@ -268,7 +298,7 @@ def _parallel_chains(args, chain_seeds, jobs, report):
             return [f.result() for f in futures]
 
 
-def _chain(space, budget, alpha, beta, convention, settings, seed, chain, report):
+def _chain(space, budget, alpha, beta, convention, settings, algorithm_callback, seed, chain, report):
     """One independent chain: GA restarts, local search of the best, iterated perturbation."""
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
     emit = report.put if hasattr(report, "put") else report
@@ -297,7 +327,7 @@ def _chain(space, budget, alpha, beta, convention, settings, seed, chain, report
                  "total": total, "best_objective": max([best] + prev), "feasible_fraction": float(feas.mean()),
                  "n_evals": problem.n_evals})
 
-        pop = _ga(problem, X0, settings, sub_seed, on_generation)
+        pop = _ga(problem, X0, settings, sub_seed, on_generation, algorithm_callback)
         pool.append(pop.get("X").astype(np.int64))
 
     X = np.unique(np.concatenate(pool), axis=0)

@@ -155,8 +155,29 @@ class SearchSpace:
                 np.asarray(self.expansions, dtype=float), np.asarray(self.kernels, dtype=np.int64))
 
     def decode(self, X: np.ndarray):
-        """Integer vectors (N, n_var) → (stem_out (N,), out, btn, kernel, depth (N, S)), all int64."""
-        X = np.asarray(X, dtype=np.int64)
+        """Integer vectors (N, n_var) → (stem_out (N,), out, btn, kernel, depth (N, S)), all int64.
+
+        Raises:
+            ValueError: for non-integer entries (a float vector must hold whole numbers) or
+                entries outside ``bounds``; nothing is truncated or clipped silently.
+        """
+        X = np.asarray(X)
+        if not np.issubdtype(X.dtype, np.integer):
+            if X.dtype == bool or not np.issubdtype(X.dtype, np.floating):
+                raise ValueError(f"X: expected integer genotype vectors, got dtype {X.dtype}")
+            fractional = ~np.isfinite(X) | (X != np.round(X))
+            if fractional.any():
+                i, j = np.argwhere(fractional)[0] if X.ndim == 2 else (0, np.argwhere(fractional)[0][-1])
+                value = X[i, j] if X.ndim == 2 else X.ravel()[j]
+                raise ValueError(f"X[{i}, {j}]: expected an integer genotype vector, got {value.item()!r}")
+            X = X.astype(np.int64)
+        xl, xu = self.bounds
+        if X.ndim != 2 or X.shape[1] != self.n_var:
+            raise ValueError(f"X: expected shape (N, {self.n_var}), got {X.shape}")
+        outside = (X < xl) | (X > xu)
+        if outside.any():
+            i, j = np.argwhere(outside)[0]
+            raise ValueError(f"X[{i}, {j}]: expected an integer in [{xl[j]}, {xu[j]}], got {X[i, j]}")
         S = self.num_stages
         stem_t, ch_t, ex_t, k_t = self._tables
         stem = stem_t[X[:, 0]]

@@ -6,7 +6,7 @@ timm's feature wrappers (``FeatureListNet``, ``FeatureGraphNet``, ``feature_cls=
 ``pretrained=True`` with ``pretrained_cfg_overlay=dict(file=...)`` (a ``model.safetensors``),
 ``resolve_data_config`` / ``create_transform`` and ``timm.create_model("local-dir:DIR")`` on a
 weights folder written by training all work. Names: ``deepmad_<zoo name>`` with ``-`` → ``_``
-(``deepmad_mb_29m``, ``deepmad_r50_published``); ``deepmad`` takes any genotype
+(``deepmad_mb_29m``; the published networks ``deepmad-r50-published`` → ``deepmad_r50_published``); ``deepmad`` takes any genotype
 (``genotype=`` a file, text form or zoo name). Needs the ``timm`` extra.
 """
 
@@ -34,8 +34,10 @@ _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
 def timm_name(zoo_name: str) -> str:
-    """The timm model name of a zoo entry: ``r50`` → ``deepmad_r50``, ``mb-29m`` → ``deepmad_mb_29m``."""
-    return "deepmad_" + zoo_name.replace("-", "_").replace(".", "_")
+    """The timm model name of a zoo entry: ``r50`` → ``deepmad_r50``, ``mb-29m`` → ``deepmad_mb_29m``,
+    ``deepmad-r50-published`` → ``deepmad_r50_published`` (hubconf.py names its entry points the same way)."""
+    name = zoo_name[len("deepmad-"):] if zoo_name.startswith("deepmad-") else zoo_name
+    return "deepmad_" + name.replace("-", "_").replace(".", "_")
 
 
 def _timm_cfg(genotype: Genotype) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .objective import DEFAULT_BETA, check_alpha, depth_penalty
+from .objective import DEFAULT_BETA, check_alpha, prefix_rho, segment_terms, weighted_depth_penalty
 from .problem import Budget
 from .report import constraint_checks
 
@@ -248,12 +248,33 @@ def trace_module(model: nn.Module, image_size: int = 224, in_channels: int | Non
     Returns:
         A ``Trace`` (see the module docstring for how layers are counted).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size: expected a positive integer, got {image_size!r}")
     in_channels = _in_channels(model) if in_channels is None else in_channels
     names = {m: n for n, m in model.named_modules()}
+    calls, norms_after, output, counter = _run_hooked(model, names, in_channels, image_size)
+    gate, on_path = _main_path(model, calls, output)
+    convs = []
+    for i, (name, m, in_size, out_size, *_rest) in enumerate(calls):
+        unit, cls = _unit_of(model, name)
+        role = "gate" if gate[i] else "layer" if i in on_path else "branch"
+        convs.append(TracedConv(name, unit, cls, m.in_channels, m.out_channels, tuple(m.kernel_size), tuple(m.stride),
+                                m.groups, in_size, out_size, role))
+    units = _units(model, names, convs, on_path, norms_after, counter.get_flop_counts())
+    params = sum(p.numel() for p in model.parameters())
+    return Trace(source or type(model).__name__, image_size, in_channels, tuple(convs), tuple(units),
+                 units[-1].segment + 1, int(counter.get_total_flops() // 2), int(params))
+
+
+def _run_hooked(model: nn.Module, names: dict, in_channels: int, image_size: int):
+    """One dummy forward in eval mode with hooks on every conv and norm layer, under a FLOP counter.
+
+    Returns:
+        (conv calls ``(name, module, in side, out side, output grad_fn, input grad_fn)`` in call order,
+        {index of the conv call before: norm modules run after it}, the model's output, the counter).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
     calls: list[tuple] = []
 
     def hook(module, inputs, output):
@@ -284,7 +305,11 @@ def trace_module(model: nn.Module, image_size: int = 224, in_channels: int | Non
         model.train(was_training)
     if not calls:
         raise ValueError(f"model: {type(model).__name__} ran no nn.Conv2d on the dummy input")
+    return calls, norms_after, output, counter
 
+
+def _main_path(model: nn.Module, calls: list[tuple], output) -> tuple[list[bool], set[int]]:
+    """(gate flag per conv call, the conv calls on the longest conv chain from the input to the output)."""
     grad_fns = {c[4]: i for i, c in enumerate(calls)}
     conv_routes = _routes(grad_fns, [c[5] for c in calls])
     outputs = [t for t in _tensors(output)]
@@ -316,16 +341,11 @@ def trace_module(model: nn.Module, image_size: int = 224, in_channels: int | Non
     while j >= 0:
         path.append(j)
         j = best[j]
-    on_path = set(path)
+    return gate, set(path)
 
-    convs = []
-    for i, (name, m, in_size, out_size, *_rest) in enumerate(calls):
-        unit, cls = _unit_of(model, name)
-        role = "gate" if gate[i] else "layer" if i in on_path else "branch"
-        convs.append(TracedConv(name, unit, cls, m.in_channels, m.out_channels, tuple(m.kernel_size), tuple(m.stride),
-                                m.groups, in_size, out_size, role))
 
-    flops = counter.get_flop_counts()
+def _units(model: nn.Module, names: dict, convs: list, on_path: set[int], norms_after: dict, flops: dict) -> list:
+    """Main-path layers grouped into ``TracedUnit`` runs (one per unit module), with segments, MACs and params."""
     root = type(model).__name__
     params_of: dict[str, int] = {}
     unit_names = {c.unit for c in convs if c.role == "layer"}
@@ -359,9 +379,7 @@ def trace_module(model: nn.Module, image_size: int = 224, in_channels: int | Non
         units.append(TracedUnit(name, run[0].unit_class, tuple(run), segment, int(sum(unit_flops.values()) // 2),
                                 int(params_of[name])))
         k += len(run)
-    params = sum(p.numel() for p in model.parameters())
-    return Trace(source or root, image_size, in_channels, tuple(convs), tuple(units), segment + 1,
-                 int(counter.get_total_flops() // 2), int(params))
+    return units
 
 
 def _tensors(obj):
@@ -427,7 +445,7 @@ def trace_report(trace: Trace, alpha: Sequence[float] | None = None, beta: float
     alpha = check_alpha(alpha, trace.num_segments)
     runs = _stage_runs(trace)
     blocks = [r for r in runs if len(r[0].layers) > 1] or runs
-    penalty = float(depth_penalty([len(r) for r in blocks], beta))
+    penalty = float(weighted_depth_penalty([len(r) for r in blocks], beta))
     rows, segments, terms, rhos = [], [], [], []
     cum_L, cum_lnw = 0, 0.0
     prev_out = (trace.image_size, trace.image_size)
@@ -442,9 +460,9 @@ def trace_report(trace: Trace, alpha: Sequence[float] | None = None, beta: float
         term = None
         if ends:
             h, w = last.out_size
-            term = alpha[seg] * math.log(last.c_out * h * w) * 0.5 * cum_lnw
-            terms.append(term)
-            rhos.append(cum_L / math.exp(cum_lnw / cum_L))
+            term, rho = segment_terms(cum_lnw, cum_L, last.c_out, h * w, alpha[seg])
+            terms.append(float(term))
+            rhos.append(float(rho))
             segments.append({"index": seg, "ends_at": name, "channels": last.c_out, "side": _side(last.out_size),
                              "layers": cum_L, "entropy_term": term, "rho_prefix": rhos[-1], "alpha": alpha[seg]})
         out0 = run[0].out_size
@@ -452,7 +470,7 @@ def trace_report(trace: Trace, alpha: Sequence[float] | None = None, beta: float
             "name": name, "block": run[0].unit_class, "in": run[0].layers[0].c_in, "out": last.c_out, "btn": None,
             "k": _kernel(run), "s": max(1, round(prev_out[0] / out0[0])), "depth": len(run),
             "side": _side(last.out_size), "segment": seg, "entropy_term": term,
-            "rho_prefix": cum_L / math.exp(cum_lnw / cum_L),
+            "rho_prefix": float(prefix_rho(cum_lnw, cum_L)),
             "macs": sum(u.macs for u in run), "params": sum(u.params for u in run),
         })
         prev_out = last.out_size

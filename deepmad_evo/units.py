@@ -34,7 +34,7 @@ class Conv(NamedTuple):
         return self.k * self.k if self.dw else self.c_in * self.k * self.k
 
     @property
-    def weights(self):
+    def weight_count(self):
         """Weight count c_in·c_out·k²/g (no bias: every conv is followed by BN)."""
         return self.k * self.k * self.c_out if self.dw else self.c_in * self.c_out * self.k * self.k
 
@@ -69,6 +69,41 @@ def se_width(btn):
     return np.maximum(1, np.floor_divide(np.rint(btn / 4), 8)) * 8
 
 
+class SqueezeExcite(NamedTuple):
+    """SE on the depthwise conv's output: 1x1 convs with bias ``channels`` → ``squeeze`` → ``channels``."""
+
+    channels: object
+    squeeze: object
+
+
+class AvgPool(NamedTuple):
+    """The 2x2 average pool (ceil mode) of a stride-2 shortcut; ``active`` is a flag array for a population."""
+
+    channels: object
+    active: object = True
+
+
+class BlockOps(NamedTuple):
+    """Every op of one block: main-path convs, the SE module, the shortcut's ops (pool, then projection)."""
+
+    main: tuple[Conv, ...]
+    se: SqueezeExcite | None
+    shortcut: tuple  # AvgPool and/or the projection Conv, in the order they run
+    residual: object  # the block adds a shortcut (identity when ``shortcut`` is empty)
+
+
+def block_ops(block: str, c_in, out, btn, k, s: int, first: bool) -> BlockOps:
+    """The op list of one block (DESIGN.md §4, §7): what costs count and what the decoder builds."""
+    residual, projection, pooled = shortcut(block, c_in, out, s, first)
+    path = []
+    if not (isinstance(pooled, (bool, np.bool_)) and not pooled):
+        path.append(AvgPool(c_in, pooled))
+    if projection:
+        path.append(Conv(c_in, out, 1, 1))
+    se = SqueezeExcite(btn, se_width(btn)) if block == "mbconv_se" else None
+    return BlockOps(block_convs(block, c_in, out, btn, k, s), se, tuple(path), residual)
+
+
 def shortcut(block: str, c_in, out, s: int, first: bool):
     """The residual path as (residual, projection, pooled) flags (DESIGN.md §7).
 
@@ -85,7 +120,7 @@ def shortcut(block: str, c_in, out, s: int, first: bool):
 
 @dataclass(frozen=True)
 class Unit:
-    """The stem, one block, or the head: a group of main-path layers with one stride."""
+    """The stem, one block, or the head: its main-path layers with one stride, and every other op it has."""
 
     kind: str  # "stem" | "block" | "head"
     block: str | None
@@ -99,15 +134,32 @@ class Unit:
     r_in: int
     r_out: int
     segment: int
-    layers: tuple[Conv, ...]
+    layers: tuple[Conv, ...]  # the main path: the layers entropy and ρ count
+    se_op: SqueezeExcite | None = None
+    shortcut_ops: tuple = ()  # AvgPool and/or projection Conv, in the order they run
     residual: bool = False
-    projection: bool = False
-    pooled: bool = False
-    se: int = 0
 
     @property
     def first(self) -> bool:
         return self.index == 0
+
+    @property
+    def ops(self) -> BlockOps:
+        """Every op of this unit, the list costs count and the decoder builds."""
+        return BlockOps(self.layers, self.se_op, self.shortcut_ops, self.residual)
+
+    @property
+    def projection(self) -> bool:
+        return any(isinstance(op, Conv) for op in self.shortcut_ops)
+
+    @property
+    def pooled(self) -> bool:
+        return any(isinstance(op, AvgPool) for op in self.shortcut_ops)
+
+    @property
+    def se(self) -> int:
+        """Squeeze width of the SE module (0: none)."""
+        return 0 if self.se_op is None else self.se_op.squeeze
 
 
 @dataclass(frozen=True)
@@ -180,10 +232,9 @@ def expand(genotype: Genotype) -> Network:
         for b in range(st.depth):
             s = st.s if b == 0 else 1
             r_out = -(-r // s)
-            residual, projection, pooled = shortcut(st.block, c, st.out, s, b == 0)
-            units.append(Unit("block", st.block, i, b, c, st.out, st.btn, st.k, s, r, r_out, next(seg),
-                              block_convs(st.block, c, st.out, st.btn, st.k, s),
-                              residual, projection, pooled, se_width(st.btn) if st.block == "mbconv_se" else 0))
+            ops = block_ops(st.block, c, st.out, st.btn, st.k, s, b == 0)
+            units.append(Unit("block", st.block, i, b, c, st.out, st.btn, st.k, s, r, r_out, next(seg), ops.main,
+                              ops.se, ops.shortcut, bool(ops.residual)))
             c, r = st.out, r_out
     if g.head is not None:
         units.append(Unit("head", None, len(g.stages), 0, c, g.head.out, 0, 1, 1, r, r, next(seg),

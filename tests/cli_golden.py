@@ -30,7 +30,9 @@ CASES = {
 
 
 def normalise(text: str, out: str) -> str:
-    text = text.replace(out, "<OUT>")
+    from deepmad_evo.models import ZOO_DIR
+
+    text = text.replace(out, "<OUT>").replace(str(ZOO_DIR), "<ZOO>")
     # Progress bars (rich draws them with ━ but never starts a line with a box character) vary with timing.
     lines = [ln.rstrip() for ln in text.splitlines() if "━" not in ln or ln.lstrip()[:1] in "┏┡┗"]
     text = "\n".join(lines)

@@ -29,7 +29,24 @@ def test_text_json_round_trip(g):
     assert Genotype.from_text(g.to_text()) == g
     assert Genotype.from_json(g.to_json()) == g
     assert Genotype.from_json(Genotype.from_text(g.to_text()).to_json()) == g
-    assert Genotype.from_tinynas(g.to_tinynas(), image_size=g.image_size, num_classes=g.num_classes) == g
+    assert Genotype.from_tinynas(tinynas_literal(g), image_size=g.image_size, num_classes=g.num_classes) == g
+
+
+TINYNAS_CLASS = {"basic": "SuperResKXKX", "bottleneck": "SuperResK1KXK1", "mbconv": "SuperResK1DWK1",
+                 "mbconv_se": "SuperResK1DWSEK1"}
+
+
+def tinynas_literal(g: Genotype) -> str:
+    """The reference implementation's structure-file literal of ``g``, written independently of the reader."""
+    blocks = [{"class": "ConvKXBNRELU", "in": g.in_channels, "k": g.stem.k, "out": g.stem.out, "s": g.stem.s}]
+    c = g.stem.out
+    for stage in g.stages:
+        blocks.append({"L": stage.depth, "btn": stage.btn, "class": TINYNAS_CLASS[stage.block], "in": c,
+                       "k": stage.k, "out": stage.out, "s": stage.s})
+        c = stage.out
+    if g.head is not None:
+        blocks.append({"class": "ConvKXBNRELU", "in": c, "k": 1, "out": g.head.out, "s": 1})
+    return repr({"best_structures": [blocks], "space_arch": "CnnNet"})
 
 
 def test_text_form_is_compact_and_greppable():

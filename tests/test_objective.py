@@ -22,7 +22,7 @@ def test_r18_golden(published):
     assert ev.entropy == pytest.approx(32120.203451603797, rel=1e-9)
     assert ev.rho_prefix == pytest.approx(R18_RHO, rel=1e-9)
     assert ev.rho == pytest.approx(0.2990955537315473, rel=1e-9)
-    assert ev.depth_penalty == pytest.approx(458.88993438442947, rel=1e-9)
+    assert ev.weighted_depth_penalty == pytest.approx(458.88993438442947, rel=1e-9)
     assert ev.objective == pytest.approx(31661.31351721937, rel=1e-9)
     assert ev.macs == 1_837_323_208 and ev.params == 11_153_088
 
@@ -42,7 +42,7 @@ def test_hand_computed_entropy_small():
     s_blk = 0.5 * (math.log(8) + math.log(9) + math.log(32))
     assert ev.entropy_terms == pytest.approx([math.log(8 * 64) * s_stem, 8 * math.log(16 * 16) * (s_stem + s_blk)])
     assert ev.rho_prefix == pytest.approx([1 / 27, 4 / math.exp((math.log(27) + math.log(8 * 9 * 32)) / 4)])
-    assert ev.depth_penalty == pytest.approx(0.0)
+    assert ev.weighted_depth_penalty == pytest.approx(0.0)
 
 
 def test_alpha_length_is_checked(published):

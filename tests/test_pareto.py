@@ -206,7 +206,7 @@ def test_budget_points_scale_params_by_the_config_ratio(cfg):
 def test_published_structures_are_plotted_only_when_they_fit(cfg, serial, tmp_path):
     g = Genotype.from_text(serial[1]["points"][1]["text"])
     save_genotype(g, tmp_path / "fits.json")
-    other = g.replace_stages(tuple(replace(st, s=1) if i == 1 else st for i, st in enumerate(g.stages)))
+    other = replace(g, stages=tuple(replace(st, s=1) if i == 1 else st for i, st in enumerate(g.stages)))
     save_genotype(other, tmp_path / "other.json")
     (tmp_path / "README.md").write_text("not a structure")
     points, skipped = reference_points(cfg, tmp_path)

@@ -34,7 +34,7 @@ def test_set_reaches_any_field_with_toml_values():
     ("augment.magnitude=31", "augment.magnitude"), ("data.interpolation=lanczos", "data.interpolation"),
 ])
 def test_bad_settings_name_the_field(setting, message):
-    with pytest.raises(T.TrainConfigError, match=message):
+    with pytest.raises(T.ConfigError, match=message):
         T.apply_settings(smoke(), [setting])
 
 

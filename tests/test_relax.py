@@ -46,11 +46,11 @@ def test_gradients_match_central_differences(preset, convention, block):
     _, _, relax = _relaxation(preset, convention, block, max_layers=150)
     rng = np.random.default_rng(1)
     Z = relax.lower + rng.random((3, relax.n_var)) * (relax.upper - relax.lower)
-    values = relax.evaluate(Z)
+    values = relax.values(Z)
     h = 1e-6
     for z, obj_grad, jac in zip(Z, values.objective_grad, values.constraints_jac):
-        plus = relax.evaluate(z + h * np.eye(relax.n_var), gradients=False)
-        minus = relax.evaluate(z - h * np.eye(relax.n_var), gradients=False)
+        plus = relax.values(z + h * np.eye(relax.n_var), gradients=False)
+        minus = relax.values(z - h * np.eye(relax.n_var), gradients=False)
         fd_obj = (plus.objective - minus.objective) / (2 * h)
         fd_jac = ((plus.constraints - minus.constraints) / (2 * h)).T
         np.testing.assert_allclose(obj_grad, fd_obj, rtol=1e-5, atol=1e-5 * np.abs(fd_obj).max())
@@ -66,12 +66,13 @@ def test_relaxation_reproduces_the_discrete_evaluation(preset, convention, block
     for x in space.sample(4, np.random.default_rng(2)):
         g = space.genotype(x)
         relax = Relaxation(space, cfg.budget, [st.k for st in g.stages], o.alpha, o.beta, o.convention)
-        v = relax.evaluate(relax.point(g)[None], gradients=False)
+        v = relax.values(relax.point(g)[None], gradients=False)
         ev = evaluate(g, o.alpha, o.beta, o.convention)
         assert v.entropy[0] == pytest.approx(ev.entropy, rel=1e-12)
         np.testing.assert_allclose(v.rho_prefix[0], ev.rho_prefix, rtol=1e-12)
         assert v.macs[0] <= ev.macs * (1 + 1e-12) and v.params[0] <= ev.params * (1 + 1e-12)
-        assert ev.depth_penalty - 1e-3 * ev.depth_penalty <= v.depth_penalty[0] <= ev.depth_penalty * (1 + 1e-12)
+        penalty = ev.weighted_depth_penalty
+        assert penalty - 1e-3 * penalty <= v.weighted_depth_penalty[0] <= penalty * (1 + 1e-12)
         if "mbconv_se" not in g.blocks:
             # Without SE the only relaxed cost is the c_in = out pooled residual (tinynas).
             pooled = sum(st.out == c_in and st.s == 2 and st.block == "mbconv"
@@ -80,7 +81,7 @@ def test_relaxation_reproduces_the_discrete_evaluation(preset, convention, block
                 assert v.macs[0] == pytest.approx(ev.macs, rel=1e-12)
             assert v.params[0] == pytest.approx(ev.params, rel=1e-12)
         # The discrete point is feasible for the relaxation's btn hull.
-        hull = relax.evaluate(relax.point(g)[None], gradients=False).constraints[0, -2 * space.num_stages:]
+        hull = relax.values(relax.point(g)[None], gradients=False).constraints[0, -2 * space.num_stages:]
         assert np.all(hull <= 1e-12)
 
 
@@ -273,4 +274,4 @@ def test_integral_depth_bound_sits_between_the_discrete_and_the_relaxed_optimum(
         lo[relax.i_depth] = hi[relax.i_depth] = depth
         z, _ = relax.solve(z0, lower=lo, upper=hi)
         if relax.violation(z)[0] <= 1e-6:
-            assert relax.evaluate(z[None], gradients=False).objective[0] <= b["bound"] + 1e-6
+            assert relax.values(z[None], gradients=False).objective[0] <= b["bound"] + 1e-6

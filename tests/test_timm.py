@@ -31,7 +31,7 @@ def _randomise_bn(model):
 
 
 def test_every_zoo_model_is_registered():
-    expected = {"deepmad"} | {"deepmad_" + n.replace("-", "_") for n in list_models()}
+    expected = {"deepmad"} | {_expected_name(n) for n in list_models()}
     assert expected <= set(timm.list_models("deepmad*"))
     assert set(dtimm.MODEL_NAMES) == expected
     assert "deepmad_r50" in timm.list_models() and "deepmad_mb_29m" in timm.list_models()
@@ -177,3 +177,8 @@ def test_core_works_without_timm_and_safetensors(tmp_path):
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("IMPORT") and "deepmad-evo[timm]" in lines[0]
     assert lines[1].startswith("SAVE") and "deepmad-evo[safetensors]" in lines[1]
+
+
+def _expected_name(zoo):
+    """r50 -> deepmad_r50, mb-29m -> deepmad_mb_29m, deepmad-29m-224-published -> deepmad_29m_224_published."""
+    return "deepmad_" + (zoo[8:] if zoo.startswith("deepmad-") else zoo).replace("-", "_")

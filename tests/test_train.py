@@ -62,17 +62,17 @@ def test_presets_load_with_the_papers_recipe():
 def test_bad_config_is_one_clear_error(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(T.TrainConfigError) as err:
+    with pytest.raises(T.ConfigError) as err:
         T.load_train_config(path)
     assert message in str(err.value) and str(path) in str(err.value)
-    with pytest.raises(T.TrainConfigError, match="is neither a file nor a training preset; presets: cifar100"):
+    with pytest.raises(T.ConfigError, match="is neither a file nor a training preset; presets: cifar100"):
         T.load_train_config("nope")
 
 
 def test_overrides_are_validated():
     cfg = T.load_train_config("smoke")
     assert cfg.with_overrides(epochs=7, lr=None).epochs == 7
-    with pytest.raises(T.TrainConfigError, match="optim.batch_size: expected an integer >= 1, got -4"):
+    with pytest.raises(T.ConfigError, match="optim.batch_size: expected an integer >= 1, got -4"):
         cfg.with_overrides(batch_size=-4)
 
 

@@ -20,12 +20,14 @@ def add_parser(sub) -> None:
                    help="genotype JSON or text form to check; without it the config's search runs first")
     add_search_options(p, config_help="preset name or TOML path (default: the preset whose template matches "
                                       "GENOTYPE, else mb-29m)")
-    p.add_argument("--starts", type=int, default=3, help="random feasible SLSQP starts besides the GA's (default 3)")
+    p.add_argument("--starts", type=int, default=None,
+                   help="random feasible SLSQP starts besides the GA's (default: the config's crosscheck.starts)")
     p.add_argument("--kernels", choices=("fixed", "each"), default="fixed",
                    help="fixed: the GA's kernels; each: also every per-stage kernel combination (slow)")
     p.add_argument("--depth-nodes", type=int, default=0,
                    help="also bound the problem with integral depths by branch and bound over at most N SLSQP nodes")
-    p.add_argument("--tolerance", type=float, default=0.01, help="gap above which to warn (fraction, default 0.01)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="gap above which to warn (fraction; default: the config's crosscheck.tolerance)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.add_argument("--out", default=None, help="also write the JSON record to this file")
 
@@ -47,11 +49,11 @@ def resolve(args: argparse.Namespace):
     if genotype is not None and Template.of(genotype) != cfg.template:
         raise ValueError(f"genotype: its template ({_template_text(Template.of(genotype))}) differs from the "
                          f"config's ({_template_text(cfg.template)}); pass a matching --config")
-    if args.starts < 0:
+    if args.starts is not None and args.starts < 0:
         raise ValueError(f"--starts: expected an integer >= 0, got {args.starts}")
     if args.depth_nodes < 0:
         raise ValueError(f"--depth-nodes: expected an integer >= 0, got {args.depth_nodes}")
-    if not 0 < args.tolerance < 1:
+    if args.tolerance is not None and not 0 < args.tolerance < 1:
         raise ValueError(f"--tolerance: expected a fraction in (0, 1), got {args.tolerance}")
     return cfg, genotype
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config import parse_quantity
 from ..costs import CONVENTIONS
 from ..genotype import load_genotype
+from ..objective import DEFAULT_BETA
 from ..problem import Budget
 from ..render import print_report
 from ..report import genotype_report
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--convention", choices=CONVENTIONS, default="torch")
     p.add_argument("--image-size", type=int, default=None, help="override the image size")
     p.add_argument("--alpha", type=float, nargs="+", default=None, help="per-segment entropy weights")
-    p.add_argument("--beta", type=float, default=10.0, help="depth-penalty weight")
+    p.add_argument("--beta", type=float, default=DEFAULT_BETA, help=f"depth-penalty weight (default {DEFAULT_BETA:g})")
     p.add_argument("--budget", default=None, help="MAC budget to check, e.g. 4.5G")
     p.add_argument("--params", default=None, help="parameter budget to check, e.g. 29M")
     p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 to check")

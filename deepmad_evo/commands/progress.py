@@ -40,9 +40,14 @@ def search_with_progress(cfg, console):
     return result
 
 
-def cross_check_with_progress(source, cfg, console, *, random_starts: int = 3, kernels: str = "fixed",
-                              depth_nodes: int = 0, tolerance: float = 0.01):
-    """Run ``relax.cross_check`` for a SearchResult or genotype under ``cfg`` with a live status line."""
+def cross_check_with_progress(source, cfg, console, *, random_starts: int | None = None, kernels: str = "fixed",
+                              depth_nodes: int = 0, tolerance: float | None = None):
+    """Run ``relax.cross_check`` for a SearchResult or genotype under ``cfg`` with a live status line.
+
+    ``random_starts`` and ``tolerance`` default to the config's ``[crosscheck]`` table, as do the
+    SLSQP iterations and the polish effort.
+    """
+    c = cfg.crosscheck
     from ..relax import cross_check
 
     o = cfg.objective
@@ -53,8 +58,11 @@ def cross_check_with_progress(source, cfg, console, *, random_starts: int = 3, k
                           + ("" if info["feasible"] else " [red]infeasible[/]"))
 
         return cross_check(source, cfg.search_space(), cfg.budget, alpha=o.alpha, beta=o.beta,
-                           convention=o.convention, seed=cfg.search.seed, random_starts=random_starts,
-                           kernels=kernels, depth_nodes=depth_nodes, tolerance=tolerance, callback=callback)
+                           convention=o.convention, seed=cfg.search.seed,
+                           random_starts=c.starts if random_starts is None else random_starts, kernels=kernels,
+                           depth_nodes=depth_nodes, tolerance=c.tolerance if tolerance is None else tolerance,
+                           maxiter=c.maxiter, polish_iterations=c.polish_iterations, polish_starts=c.polish_starts,
+                           callback=callback)
 
 
 def print_verified(console, genotype) -> None:

@@ -19,6 +19,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from ..config import Config
 from ..io import atomic_write_text, json_number
+from ..objective import DEFAULT_BETA
 from ..problem import Budget, DeepMADProblem, MonotoneRepair
 from ..search import feasible_samples
 from ..space import SearchSpace
@@ -36,11 +37,11 @@ class FrontProblem(Problem):
     """(−objective, MACs[, params]) of a search space under ρ, monotone channels and a MAC range.
 
     F = (−objective, MACs / MAX[, params / P]); G = the ``DeepMADProblem`` constraints at
-    (MAX, P) plus 1 − MACs / MIN. ``space`` and ``budget`` are exposed for ``MonotoneRepair``;
+    (MAX, P) plus 1 − MACs / MIN;
     ``archive`` = (X, F) of the feasible non-dominated points evaluated so far.
     """
 
-    def __init__(self, space: SearchSpace, budget: Budget, macs_min: float, alpha=None, beta: float = 10.0,
+    def __init__(self, space: SearchSpace, budget: Budget, macs_min: float, alpha=None, beta: float = DEFAULT_BETA,
                  convention: str = "torch") -> None:
         if budget.macs is None:
             raise ValueError("budget.macs: a sweep needs a MAC budget")
@@ -120,9 +121,10 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
     algorithm = NSGA2(
         pop_size=pop_size,
         sampling=Population.new(X=X0),
-        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
-        repair=MonotoneRepair(),
+        crossover=SBX(prob=cfg.search.crossover_prob, eta=cfg.search.crossover_eta, vtype=float,
+                      repair=RoundingRepair()),
+        mutation=PM(eta=cfg.search.mutation_eta, vtype=float, repair=RoundingRepair()),
+        repair=MonotoneRepair(space, budget.monotone),
         eliminate_duplicates=True,
     )
     algorithm.setup(problem, termination=("n_gen", n_gen), seed=int(rng.integers(2**31 - 1)), verbose=False)

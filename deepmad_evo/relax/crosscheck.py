@@ -149,20 +149,11 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
     Returns:
         A ``CrossCheck``; solver failures and infeasible starts are recorded there, never dropped.
     """
+    # Longer than 80 lines with its docstring; the body reads in three named steps (bound from several
+    # SLSQP starts, round back to the grid, gaps), the details live in the helpers below.
     t0 = time.perf_counter()
     report = callback or (lambda info: None)
-    if isinstance(source, SearchResult):
-        genotype, budget = source.genotype, budget or source.budget
-        convention = convention or source.convention
-    else:
-        genotype = source
-        if budget is None:
-            raise ValueError("budget: required when cross-checking a genotype (not a SearchResult)")
-    convention = convention or "torch"
-    if kernels not in ("fixed", "each"):
-        raise ValueError(f"kernels: expected 'fixed' or 'each', got {kernels!r}")
-    if Template.of(genotype) != space.template:
-        raise ValueError("genotype: its template (blocks, strides, head, stem, image size) differs from the space's")
+    genotype, budget, convention = _resolve_source(source, space, budget, convention, kernels)
     alpha = check_alpha(alpha, space.template.num_segments)
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
     ga_evaluation = evaluate(genotype, alpha, beta, convention)
@@ -173,38 +164,108 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
     if violated:
         warnings.append("the GA's genotype breaks the budget (" + violated + ")")
 
-    ga_kernels = tuple(st.k for st in genotype.stages)
-    rng = np.random.default_rng(seed)
-    runs: list[tuple[StartReport, np.ndarray]] = []
-
-    def run(relax, origin, z0, **kw):
-        kw.setdefault("maxiter", maxiter)
-        runs.append(_run_start(relax, origin, z0, **kw))
-        r = runs[-1][0]
-        report({"phase": "relax", "done": len(runs), "origin": origin, "kernels": relax.kernels,
-                "objective": r.objective, "feasible": r.feasible, "status": r.message})
-        return runs[-1]
-
-    relax = Relaxation(space, budget, ga_kernels, alpha, beta, convention, depth_epsilon)
+    # Bound: SLSQP from the GA's point, random feasible points and (kernels="each") other kernels.
+    starts = _Starts(report, maxiter)
+    relax = Relaxation(space, budget, tuple(st.k for st in genotype.stages), alpha, beta, convention, depth_epsilon)
     z_ga = relax.point(genotype)
-    bound_runs = [run(relax, "ga", z_ga)]
-    found = relax.sample(random_starts, rng) if random_starts else np.zeros((0, relax.n_var))
+    bound_runs = [starts.run(relax, "ga", z_ga)]
+    found = relax.sample(random_starts, np.random.default_rng(seed)) if random_starts else np.zeros((0, relax.n_var))
     if len(found) < random_starts:
         warnings.append(f"only {len(found)} of {random_starts} random feasible starts were found")
-    bound_runs += [run(relax, f"random[{i}]", z) for i, z in enumerate(found)]
-    relaxations = {ga_kernels: relax}
+    bound_runs += [starts.run(relax, f"random[{i}]", z) for i, z in enumerate(found)]
+    relaxations = {relax.kernels: relax}
     if kernels == "each":
         for ks in itertools.product(space.kernels, repeat=space.num_stages):
-            if ks != ga_kernels:
+            if ks != relax.kernels:
                 relaxations[ks] = Relaxation(space, budget, ks, alpha, beta, convention, depth_epsilon)
-                bound_runs.append(run(relaxations[ks], "ga", z_ga))
-
+                bound_runs.append(starts.run(relaxations[ks], "ga", z_ga))
     # The relaxed optimum with the GA's (integral) depths splits the gap into depth and width parts.
     fixed_lo, fixed_hi = relax.lower.copy(), relax.upper.copy()
     fixed_lo[relax.i_depth] = fixed_hi[relax.i_depth] = np.clip(z_ga[relax.i_depth], relax.lower[relax.i_depth],
                                                                 relax.upper[relax.i_depth])
-    fixed_rep, z_fixed = run(relax, "ga-depths", z_ga, lower=fixed_lo, upper=fixed_hi)
+    fixed_rep, z_fixed = starts.run(relax, "ga-depths", z_ga, lower=fixed_lo, upper=fixed_hi)
+    warnings += _start_warnings(starts.runs)
 
+    # Back to the grid: round the best relaxed point (and the depth-fixed one), optionally branch on depths.
+    feasible_runs = [x for x in bound_runs if x[0].feasible]
+    sources = [(relax, z_fixed)] if fixed_rep.feasible else []
+    relaxed = _best_relaxed(feasible_runs, relaxations)
+    if relaxed is None:
+        warnings.append("no SLSQP start ended feasible: no relaxed bound")
+    else:
+        sources.insert(0, (relaxed["relaxation"], relaxed["z"]))
+    rounded_x, repaired_objective = None, float("nan")
+    if sources:
+        rounded_x, repaired_objective = round_and_polish(problem, sources, polish_iterations, polish_starts, seed)
+        if rounded_x is None:
+            warnings.append("no rounding of the relaxed optimum could be repaired to a feasible genotype")
+    solver_seconds = sum(r.seconds for r, _ in starts.runs)
+    depth_bound = None
+    if depth_nodes and relaxed is not None:
+        incumbent = max(([ga_objective] if ga_feasible else [])
+                        + ([objective_of(problem, rounded_x)] if rounded_x is not None else []), default=-np.inf)
+        depth_bound, rounded_x, repaired_objective = _bound_depths(
+            problem, relaxed, incumbent, depth_nodes, report, rounded_x, repaired_objective,
+            (polish_iterations, polish_starts, seed), warnings)
+        solver_seconds += depth_bound["seconds"]
+    rounded_g = rounded_evaluation = None
+    rounded_objective = float("nan")
+    if rounded_x is not None:
+        rounded_g = space.genotype(rounded_x)
+        rounded_evaluation = evaluate(rounded_g, alpha, beta, convention)
+        rounded_objective = float(rounded_evaluation.objective)
+    if depth_bound is not None:
+        _close_depth_bound(depth_bound, rounded_objective, ga_objective if ga_feasible else -np.inf)
+
+    relaxed_objective = float("nan") if relaxed is None else relaxed["objective"]
+    depth_fixed_objective = fixed_rep.objective if fixed_rep.feasible else float("nan")
+    gap, depth_gap, width_gap = _gaps(relaxed_objective, depth_fixed_objective, ga_objective, tolerance, warnings)
+    result = CrossCheck(genotype, ga_objective, ga_feasible, relaxed_objective,
+                        None if relaxed is None else relaxed["point"], None if relaxed is None else relaxed["costs"],
+                        relax.kernels if relaxed is None else relaxed["kernels"], depth_fixed_objective,
+                        relax.widths(z_fixed) if fixed_rep.feasible else None,
+                        depth_bound, rounded_g, rounded_objective, repaired_objective, gap, depth_gap, width_gap,
+                        tolerance, solver_seconds, 0.0, tuple(r for r, _ in starts.runs), tuple(warnings), convention,
+                        budget, ga_evaluation, rounded_evaluation)
+    if result.improved:
+        warnings.append(f"the rounded relaxation ({rounded_objective:.6g}) beats the GA ({ga_objective:.6g})")
+    return replace(result, warnings=tuple(warnings), seconds=time.perf_counter() - t0)
+
+
+def _resolve_source(source, space: SearchSpace, budget: Budget | None, convention: str | None, kernels: str):
+    """(genotype, budget, convention) of a SearchResult or a genotype, after the argument checks."""
+    if isinstance(source, SearchResult):
+        genotype, budget = source.genotype, budget or source.budget
+        convention = convention or source.convention
+    else:
+        genotype = source
+        if budget is None:
+            raise ValueError("budget: required when cross-checking a genotype (not a SearchResult)")
+    if kernels not in ("fixed", "each"):
+        raise ValueError(f"kernels: expected 'fixed' or 'each', got {kernels!r}")
+    if Template.of(genotype) != space.template:
+        raise ValueError("genotype: its template (blocks, strides, head, stem, image size) differs from the space's")
+    return genotype, budget, convention or "torch"
+
+
+class _Starts:
+    """The SLSQP runs of one cross-check, in order, each reported to the callback as it ends."""
+
+    def __init__(self, report: Callback, maxiter: int) -> None:
+        self.report, self.maxiter = report, maxiter
+        self.runs: list[tuple[StartReport, np.ndarray]] = []
+
+    def run(self, relax: Relaxation, origin: str, z0: np.ndarray, **kw) -> tuple[StartReport, np.ndarray]:
+        kw.setdefault("maxiter", self.maxiter)
+        self.runs.append(_run_start(relax, origin, z0, **kw))
+        r = self.runs[-1][0]
+        self.report({"phase": "relax", "done": len(self.runs), "origin": origin, "kernels": relax.kernels,
+                     "objective": r.objective, "feasible": r.feasible, "status": r.message})
+        return self.runs[-1]
+
+
+def _start_warnings(runs) -> list[str]:
+    warnings = []
     for r, _ in runs:
         if r.start_violation > FEASIBILITY_TOLERANCE and r.origin in ("ga", "ga-depths"):
             warnings.append(f"start {r.origin} {_kernel_text(r.kernels)} began infeasible "
@@ -214,89 +275,77 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
                             f"(violation {r.violation:.2g}): {r.message}")
         elif not r.converged:
             warnings.append(f"start {r.origin} {_kernel_text(r.kernels)} did not converge: {r.message}")
+    return warnings
 
-    feasible_runs = [x for x in bound_runs if x[0].feasible]
-    relaxed_objective = rounded_objective = repaired_objective = float("nan")
-    relaxed_point = relaxed_costs = depth_bound = None
-    rounded_x = None
-    best_kernels = ga_kernels
-    depth_fixed_objective = fixed_rep.objective if fixed_rep.feasible else float("nan")
-    sources = [(relax, z_fixed)] if fixed_rep.feasible else []
+
+def _best_relaxed(feasible_runs, relaxations: dict) -> dict | None:
+    """The best feasible run: its relaxation, point, objective, kernels, real widths and costs (None if none)."""
     if not feasible_runs:
-        warnings.append("no SLSQP start ended feasible: no relaxed bound")
-    else:
-        best, z = max(feasible_runs, key=lambda x: x[0].objective)
-        best_relax = relaxations[best.kernels]
-        relaxed_objective, best_kernels = best.objective, best.kernels
-        relaxed_point = best_relax.widths(z)
-        v = best_relax.evaluate(z[None], gradients=False)
-        relaxed_costs = {"macs": float(v.macs[0]), "params": float(v.params[0]),
-                         "rho": float(v.rho_prefix[0].max()), "layers": float(v.layers[0])}
-        sources.insert(0, (best_relax, z))
-    if sources:
-        rounded_x, repaired_objective = round_and_polish(problem, sources, polish_iterations, polish_starts, seed)
-        if rounded_x is None:
-            warnings.append("no rounding of the relaxed optimum could be repaired to a feasible genotype")
-    solver_seconds = sum(r.seconds for r, _ in runs)
-    if depth_nodes and feasible_runs:
-        found = [ga_objective] if ga_feasible else []
-        if rounded_x is not None:
-            found.append(objective_of(problem, rounded_x))
-        incumbent = max(found, default=-np.inf)
-        depth_bound, z_leaf = depth_branch_and_bound(best_relax, z, incumbent, depth_nodes, callback=report)
-        solver_seconds += depth_bound["seconds"]
-        if depth_bound["pruned_infeasible"]:
-            warnings.append(f"depth bound: {depth_bound['pruned_infeasible']} nodes ended infeasible in SLSQP and "
-                            "were pruned (not certified)")
-        if z_leaf is not None:
-            x_leaf, f_leaf = round_and_polish(problem, [(best_relax, z_leaf)], polish_iterations, polish_starts,
-                                               seed)
-            better = x_leaf is not None and (rounded_x is None
-                                             or objective_of(problem, x_leaf) > objective_of(problem, rounded_x))
-            if better:
-                rounded_x, repaired_objective = x_leaf, f_leaf
-    rounded_g = rounded_evaluation = None
-    if rounded_x is not None:
-        rounded_g = space.genotype(rounded_x)
-        rounded_evaluation = evaluate(rounded_g, alpha, beta, convention)
-        rounded_objective = float(rounded_evaluation.objective)
-    if depth_bound is not None:
-        best_discrete = max(rounded_objective if rounded_x is not None else -np.inf,
-                            ga_objective if ga_feasible else -np.inf)
-        if np.isfinite(best_discrete):
-            depth_bound["best_discrete"] = best_discrete
-            depth_bound["gap"] = (depth_bound["bound"] - best_discrete) / depth_bound["bound"]
+        return None
+    best, z = max(feasible_runs, key=lambda x: x[0].objective)
+    relaxation = relaxations[best.kernels]
+    v = relaxation.values(z[None], gradients=False)
+    return {"relaxation": relaxation, "z": z, "objective": best.objective, "kernels": best.kernels,
+            "point": relaxation.widths(z),
+            "costs": {"macs": float(v.macs[0]), "params": float(v.params[0]), "rho": float(v.rho_prefix[0].max()),
+                      "layers": float(v.layers[0])}}
 
+
+def _bound_depths(problem: DeepMADProblem, relaxed: dict, incumbent: float, depth_nodes: int, report: Callback,
+                  rounded_x, repaired_objective: float, polish: tuple, warnings: list[str]):
+    """Branch and bound over the depths; its best leaf is rounded too and kept when it rounds better.
+
+    Returns:
+        (the bound's record, the best rounded vector, its objective before the polish).
+    """
+    bound, z_leaf = depth_branch_and_bound(relaxed["relaxation"], relaxed["z"], incumbent, depth_nodes,
+                                           callback=report)
+    if bound["pruned_infeasible"]:
+        warnings.append(f"depth bound: {bound['pruned_infeasible']} nodes ended infeasible in SLSQP and "
+                        "were pruned (not certified)")
+    if z_leaf is not None:
+        x_leaf, f_leaf = round_and_polish(problem, [(relaxed["relaxation"], z_leaf)], *polish)
+        better = x_leaf is not None and (rounded_x is None
+                                         or objective_of(problem, x_leaf) > objective_of(problem, rounded_x))
+        if better:
+            rounded_x, repaired_objective = x_leaf, f_leaf
+    return bound, rounded_x, repaired_objective
+
+
+def _close_depth_bound(bound: dict, rounded_objective: float, ga_objective: float) -> None:
+    """Record the best discrete objective known (rounded or GA, nan/-inf when none) and its gap to the bound."""
+    best_discrete = max(rounded_objective if np.isfinite(rounded_objective) else -np.inf, ga_objective)
+    if np.isfinite(best_discrete):
+        bound["best_discrete"] = best_discrete
+        bound["gap"] = (bound["bound"] - best_discrete) / bound["bound"]
+
+
+def _gaps(relaxed: float, depth_fixed: float, ga: float, tolerance: float, warnings: list[str]):
+    """(gap, depth gap, width gap) relative to the relaxed optimum (nan when it is missing); warns on a large gap."""
     gap = depth_gap = width_gap = float("nan")
-    if np.isfinite(relaxed_objective):
-        gap = (relaxed_objective - ga_objective) / relaxed_objective
-        if np.isfinite(depth_fixed_objective):
-            depth_gap = (relaxed_objective - depth_fixed_objective) / relaxed_objective
-            width_gap = (depth_fixed_objective - ga_objective) / relaxed_objective
-        if gap < -1e-9:
-            warnings.append(f"the relaxed optimum {relaxed_objective:.6g} is below the GA's {ga_objective:.6g}: "
-                            "SLSQP stopped at a worse local optimum (the GA's point is relaxed-feasible)")
-        elif gap > tolerance:
-            warnings.append(f"gap {gap:.2%} exceeds the tolerance {tolerance:.2%}"
-                            + (f" (depths {depth_gap:.2%}, widths {width_gap:.2%})" if np.isfinite(depth_gap) else ""))
-    result = CrossCheck(genotype, ga_objective, ga_feasible, relaxed_objective, relaxed_point, relaxed_costs,
-                        best_kernels, depth_fixed_objective, relax.widths(z_fixed) if fixed_rep.feasible else None,
-                        depth_bound, rounded_g, rounded_objective, repaired_objective, gap, depth_gap, width_gap,
-                        tolerance, solver_seconds, 0.0, tuple(r for r, _ in runs), tuple(warnings), convention, budget,
-                        ga_evaluation, rounded_evaluation)
-    if result.improved:
-        warnings.append(f"the rounded relaxation ({rounded_objective:.6g}) beats the GA ({ga_objective:.6g})")
-    return replace(result, warnings=tuple(warnings), seconds=time.perf_counter() - t0)
+    if not np.isfinite(relaxed):
+        return gap, depth_gap, width_gap
+    gap = (relaxed - ga) / relaxed
+    if np.isfinite(depth_fixed):
+        depth_gap = (relaxed - depth_fixed) / relaxed
+        width_gap = (depth_fixed - ga) / relaxed
+    if gap < -1e-9:
+        warnings.append(f"the relaxed optimum {relaxed:.6g} is below the GA's {ga:.6g}: "
+                        "SLSQP stopped at a worse local optimum (the GA's point is relaxed-feasible)")
+    elif gap > tolerance:
+        warnings.append(f"gap {gap:.2%} exceeds the tolerance {tolerance:.2%}"
+                        + (f" (depths {depth_gap:.2%}, widths {width_gap:.2%})" if np.isfinite(depth_gap) else ""))
+    return gap, depth_gap, width_gap
 
 
 def _run_start(relax: Relaxation, origin: str, z0: np.ndarray, **kw):
     lower, upper = kw.get("lower", relax.lower), kw.get("upper", relax.upper)
     z0 = np.clip(z0, lower, upper)
     viol0 = float(relax.violation(z0)[0])
-    obj0 = float(relax.evaluate(z0[None], gradients=False).objective[0])
+    obj0 = float(relax.values(z0[None], gradients=False).objective[0])
     z, info = relax.solve(z0, **kw)
     viol = float(relax.violation(z)[0])
-    obj = float(relax.evaluate(z[None], gradients=False).objective[0])
+    obj = float(relax.values(z[None], gradients=False).objective[0])
     rep = StartReport(origin, relax.kernels, obj0, viol0, obj, viol, viol <= FEASIBILITY_TOLERANCE, info["status"],
                       info["message"], info["iterations"], info["evaluations"], info["seconds"])
     return rep, z

@@ -33,7 +33,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     """
     t0 = time.perf_counter()
     di = relax.i_depth
-    root = float(relax.evaluate(z_root[None], gradients=False).objective[0])
+    root = float(relax.values(z_root[None], gradients=False).objective[0])
     heap = [(-root, 0, relax.lower.copy(), relax.upper.copy(), z_root)]
     count = nodes = infeasible = 0
     leaves: list[tuple[float, np.ndarray]] = []
@@ -57,7 +57,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
             zc, _ = relax.solve(z, lower=lo_c, upper=hi_c, max_evaluations=max_evaluations)
             nodes += 1
             feasible = relax.violation(zc)[0] <= FEASIBILITY_TOLERANCE
-            v = float(relax.evaluate(zc[None], gradients=False).objective[0])
+            v = float(relax.values(zc[None], gradients=False).objective[0])
             if callback is not None:
                 callback({"phase": "depth-bound", "done": nodes, "origin": f"depth node {nodes}/{max_nodes}",
                           "kernels": relax.kernels, "objective": v, "feasible": feasible})

@@ -85,7 +85,7 @@ class RelaxedValues:
     constraints: np.ndarray  # (N, m)
     constraints_jac: np.ndarray  # (N, m, n)
     entropy: np.ndarray
-    depth_penalty: np.ndarray
+    weighted_depth_penalty: np.ndarray
     rho_prefix: np.ndarray  # (N, segments)
     macs: np.ndarray
     params: np.ndarray
@@ -161,7 +161,7 @@ class Relaxation:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def evaluate(self, Z: np.ndarray, gradients: bool = True) -> RelaxedValues:
+    def values(self, Z: np.ndarray, gradients: bool = True) -> RelaxedValues:
         """Objective and constraints at the rows of Z (N, n), through ``evaluate_population``."""
         Z = np.atleast_2d(np.asarray(Z, dtype=float))
         N, S = len(Z), self.S
@@ -196,13 +196,13 @@ class Relaxation:
     def _at(self, z: np.ndarray) -> RelaxedValues:
         key = np.asarray(z, dtype=float).tobytes()
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.evaluate(z[None]))
+            self._cache = (key, self.values(z[None]))
         return self._cache[1]
 
     def violation(self, Z: np.ndarray) -> np.ndarray:
         """Largest violation of any constraint (normalised budgets, linear rows in log units, bounds)."""
         Z = np.atleast_2d(Z)
-        parts = [self.evaluate(Z, gradients=False).constraints, self.lower - Z, Z - self.upper]
+        parts = [self.values(Z, gradients=False).constraints, self.lower - Z, Z - self.upper]
         lin = self.linear()
         if lin is not None:
             parts.append(lin.lb - Z @ lin.A.T)
@@ -283,7 +283,7 @@ class Relaxation:
             a, b = np.zeros(batch), np.ones(batch)
             for _ in range(steps):
                 lam = (a + b) / 2
-                G = self.evaluate(anchor + lam[:, None] * (Z - anchor), gradients=False).constraints
+                G = self.values(anchor + lam[:, None] * (Z - anchor), gradients=False).constraints
                 ok = np.all(G[:, self.size_columns] <= 0, axis=1)
                 a, b = np.where(ok, lam, a), np.where(ok, b, lam)
             Z = anchor + a[:, None] * (Z - anchor)

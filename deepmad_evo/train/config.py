@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-
-
+from ..schema import ConfigError, boolean, choice, integer, number, read_toml, sequence, string
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
 DEFAULT_PRESET = "imagenet"
@@ -27,57 +25,8 @@ CHECKPOINT = "checkpoint.pt"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-class TrainConfigError(ValueError):
-    """A training configuration file or override is invalid."""
-
-
 # ----------------------------------------------------------------------------------------- config
-def _check_int(minimum: int):
-    def check(v, where):
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise TrainConfigError(f"{where}: expected an integer >= {minimum}, got {v!r}")
-        return v
-    return check
-
-
-def _check_float(low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False):
-    def check(v, where):
-        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-        ok = ok and (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
-        if not ok:
-            bound = f"> {low:g}" if open_low else f">= {low:g}"
-            if high < math.inf:
-                bound += f" and {'<' if open_high else '<='} {high:g}"
-            raise TrainConfigError(f"{where}: expected a number {bound}, got {v!r}")
-        return float(v)
-    return check
-
-
-def _check_bool(v, where):
-    if not isinstance(v, bool):
-        raise TrainConfigError(f"{where}: expected true or false, got {v!r}")
-    return v
-
-
-def _check_str(v, where):
-    if not isinstance(v, str):
-        raise TrainConfigError(f"{where}: expected a string, got {v!r}")
-    return v
-
-
-def _check_choice(choices):
-    def check(v, where):
-        if v not in choices:
-            raise TrainConfigError(f"{where}: expected one of {', '.join(choices)}, got {v!r}")
-        return v
-    return check
-
-
-def _check_triple(v, where):
-    if (not isinstance(v, (list, tuple)) or len(v) != 3
-            or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)):
-        raise TrainConfigError(f"{where}: expected a list of 3 numbers (one per RGB channel), got {v!r}")
-    return tuple(float(x) for x in v)
+_RGB = sequence(number(), 3, "a list of 3 numbers (one per RGB channel)")
 
 
 def _option(default, table: str, check, runtime: bool = False):
@@ -95,75 +44,75 @@ class TrainConfig:
     """
 
     # [data]
-    dataset: str = _option("imagefolder", "data", _check_choice(DATASETS))
-    path: str = _option("", "data", _check_str, runtime=True)
-    image_size: int = _option(0, "data", _check_int(0))  # 0: the genotype's own image size
-    eval_crop: float = _option(0.875, "data", _check_float(0.0, 1.0, open_low=True))
-    interpolation: str = _option("bilinear", "data", _check_choice(INTERPOLATIONS))  # resizes and augment policies
-    mean: tuple = _option(IMAGENET_MEAN, "data", _check_triple)
-    std: tuple = _option(IMAGENET_STD, "data", _check_triple)
-    fake_images: int = _option(1024, "data", _check_int(1))
-    fake_val_images: int = _option(256, "data", _check_int(1))
-    fake_classes: int = _option(1000, "data", _check_int(2))
-    workers: int = _option(8, "data", _check_int(0), runtime=True)
-    repeated_aug: int = _option(1, "data", _check_int(1))  # > 1: timm's RepeatAugSampler with this many repeats
+    dataset: str = _option("imagefolder", "data", choice(DATASETS))
+    path: str = _option("", "data", string, runtime=True)
+    image_size: int = _option(0, "data", integer(0))  # 0: the genotype's own image size
+    eval_crop: float = _option(0.875, "data", number(0.0, 1.0, open_low=True))
+    interpolation: str = _option("bilinear", "data", choice(INTERPOLATIONS))  # resizes and augment policies
+    mean: tuple = _option(IMAGENET_MEAN, "data", _RGB)
+    std: tuple = _option(IMAGENET_STD, "data", _RGB)
+    fake_images: int = _option(1024, "data", integer(1))
+    fake_val_images: int = _option(256, "data", integer(1))
+    fake_classes: int = _option(1000, "data", integer(2))
+    workers: int = _option(8, "data", integer(0), runtime=True)
+    repeated_aug: int = _option(1, "data", integer(1))  # > 1: timm's RepeatAugSampler with this many repeats
     # [augment]
-    crop: str = _option("resized", "augment", _check_choice(CROPS))
-    min_scale: float = _option(0.08, "augment", _check_float(0.0, 1.0, open_low=True))
-    hflip: float = _option(0.5, "augment", _check_float(0.0, 1.0))
-    auto_augment: str = _option("imagenet", "augment", _check_choice(AUTO_AUGMENT))
-    randaugment_ops: int = _option(2, "augment", _check_int(1))  # RandAugment num_ops
-    magnitude: int = _option(9, "augment", _check_int(0))  # RandAugment magnitude (of 31 bins)
-    augmix_severity: int = _option(3, "augment", _check_int(1))
-    random_erasing: float = _option(0.25, "augment", _check_float(0.0, 1.0))
-    mixup: float = _option(0.2, "augment", _check_float(0.0))
-    cutmix: float = _option(1.0, "augment", _check_float(0.0))
-    label_smoothing: float = _option(0.1, "augment", _check_float(0.0, 1.0))
+    crop: str = _option("resized", "augment", choice(CROPS))
+    min_scale: float = _option(0.08, "augment", number(0.0, 1.0, open_low=True))
+    hflip: float = _option(0.5, "augment", number(0.0, 1.0))
+    auto_augment: str = _option("imagenet", "augment", choice(AUTO_AUGMENT))
+    randaugment_ops: int = _option(2, "augment", integer(1))  # RandAugment num_ops
+    magnitude: int = _option(9, "augment", integer(0))  # RandAugment magnitude (of 31 bins)
+    augmix_severity: int = _option(3, "augment", integer(1))
+    random_erasing: float = _option(0.25, "augment", number(0.0, 1.0))
+    mixup: float = _option(0.2, "augment", number(0.0))
+    cutmix: float = _option(1.0, "augment", number(0.0))
+    label_smoothing: float = _option(0.1, "augment", number(0.0, 1.0))
     # [optim]
-    optimizer: str = _option("sgd", "optim", _check_choice(OPTIMIZERS))  # adamw: torch.optim.AdamW
-    epochs: int = _option(480, "optim", _check_int(1))
-    batch_size: int = _option(256, "optim", _check_int(1))
-    lr: float = _option(0.1, "optim", _check_float(0.0, open_low=True))  # per 256 images
-    min_lr: float = _option(0.0, "optim", _check_float(0.0))  # per 256 images, reached at the end
-    momentum: float = _option(0.9, "optim", _check_float(0.0, 1.0))  # SGD momentum; AdamW's beta1
-    nesterov: bool = _option(False, "optim", _check_bool)
-    weight_decay: float = _option(4e-5, "optim", _check_float(0.0))
-    warmup_epochs: float = _option(5.0, "optim", _check_float(0.0))
-    accum_steps: int = _option(1, "optim", _check_int(1))
-    grad_clip: float = _option(0.0, "optim", _check_float(0.0))  # 0: off
-    ema_decay: float = _option(0.0, "optim", _check_float(0.0, 1.0, open_high=True))  # 0: no EMA
-    ema_warmup: bool = _option(False, "optim", _check_bool)  # timm's ModelEmaV3 decay warm-up (needs timm)
+    optimizer: str = _option("sgd", "optim", choice(OPTIMIZERS))  # adamw: torch.optim.AdamW
+    epochs: int = _option(480, "optim", integer(1))
+    batch_size: int = _option(256, "optim", integer(1))
+    lr: float = _option(0.1, "optim", number(0.0, open_low=True))  # per 256 images
+    min_lr: float = _option(0.0, "optim", number(0.0))  # per 256 images, reached at the end
+    momentum: float = _option(0.9, "optim", number(0.0, 1.0))  # SGD momentum; AdamW's beta1
+    nesterov: bool = _option(False, "optim", boolean)
+    weight_decay: float = _option(4e-5, "optim", number(0.0))
+    warmup_epochs: float = _option(5.0, "optim", number(0.0))
+    accum_steps: int = _option(1, "optim", integer(1))
+    grad_clip: float = _option(0.0, "optim", number(0.0))  # 0: off
+    ema_decay: float = _option(0.0, "optim", number(0.0, 1.0, open_high=True))  # 0: no EMA
+    ema_warmup: bool = _option(False, "optim", boolean)  # timm's ModelEmaV3 decay warm-up (needs timm)
     # [model]
-    drop_rate: float = _option(0.0, "model", _check_float(0.0, 1.0, open_high=True))
-    drop_path_rate: float = _option(0.0, "model", _check_float(0.0, 1.0, open_high=True))
-    zero_init_residual: bool = _option(False, "model", _check_bool)
-    sync_bn: bool = _option(False, "model", _check_bool)
+    drop_rate: float = _option(0.0, "model", number(0.0, 1.0, open_high=True))
+    drop_path_rate: float = _option(0.0, "model", number(0.0, 1.0, open_high=True))
+    zero_init_residual: bool = _option(False, "model", boolean)
+    sync_bn: bool = _option(False, "model", boolean)
     # [run]
-    seed: int = _option(0, "run", _check_int(0))
-    device: str = _option("auto", "run", _check_choice(DEVICES), runtime=True)
-    amp: bool = _option(True, "run", _check_bool, runtime=True)
-    channels_last: bool = _option(True, "run", _check_bool, runtime=True)
-    compile: bool = _option(False, "run", _check_bool, runtime=True)
-    log_every: int = _option(20, "run", _check_int(1), runtime=True)
-    eval_every: int = _option(1, "run", _check_int(1), runtime=True)
+    seed: int = _option(0, "run", integer(0))
+    device: str = _option("auto", "run", choice(DEVICES), runtime=True)
+    amp: bool = _option(True, "run", boolean, runtime=True)
+    channels_last: bool = _option(True, "run", boolean, runtime=True)
+    compile: bool = _option(False, "run", boolean, runtime=True)
+    log_every: int = _option(20, "run", integer(1), runtime=True)
+    eval_every: int = _option(1, "run", integer(1), runtime=True)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name), f"{f.metadata['table']}.{f.name}"))
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
-            raise TrainConfigError(f"optim.warmup_epochs: {self.warmup_epochs:g} leaves no decay phase in "
+            raise ConfigError(f"optim.warmup_epochs: {self.warmup_epochs:g} leaves no decay phase in "
                                    f"optim.epochs = {self.epochs}; expected fewer warm-up epochs than epochs")
         if self.min_lr > self.lr:
-            raise TrainConfigError(f"optim.min_lr: {self.min_lr:g} exceeds optim.lr = {self.lr:g}")
+            raise ConfigError(f"optim.min_lr: {self.min_lr:g} exceeds optim.lr = {self.lr:g}")
         if self.magnitude > 30:  # torchvision's RandAugment has 31 magnitude bins
-            raise TrainConfigError(f"augment.magnitude: expected an integer in [0, 30], got {self.magnitude}")
+            raise ConfigError(f"augment.magnitude: expected an integer in [0, 30], got {self.magnitude}")
 
     def with_overrides(self, **changes: Any) -> "TrainConfig":
         """A copy with the given fields replaced (``None`` values are ignored), validated again."""
         changes = {k: v for k, v in changes.items() if v is not None}
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise TrainConfigError(f"train config: unknown field {unknown[0]!r}")
+            raise ConfigError(f"train config: unknown field {unknown[0]!r}")
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -188,18 +137,7 @@ def load_train_config(source: str | os.PathLike | None = None) -> TrainConfig:
     Returns:
         The validated config. Unknown tables or keys are errors naming the file and the key.
     """
-    source = DEFAULT_PRESET if source is None else source
-    path = Path(source)
-    if not path.is_file():
-        named = CONFIG_DIR / f"{source}.toml"
-        if not named.is_file():
-            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-            raise TrainConfigError(f"--config: {str(source)!r} is neither a file nor a training preset; presets: {names}")
-        path = named
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise TrainConfigError(f"{path}: not valid TOML ({exc})") from None
+    path, data = read_toml(DEFAULT_PRESET if source is None else source, CONFIG_DIR, "training preset")
     return train_config_from_dict(data, str(path))
 
 
@@ -207,27 +145,27 @@ def train_config_from_dict(data: Any, where: str) -> TrainConfig:
     """A ``TrainConfig`` from its nested ``{table: {key: value}}`` form (a TOML file, ``to_dict()``).
 
     Raises:
-        TrainConfigError: naming ``where`` and the unknown table / key or the bad value.
+        ConfigError: naming ``where`` and the unknown table / key or the bad value.
     """
     by_table: dict[str, dict[str, str]] = {}
     for f in fields(TrainConfig):
         by_table.setdefault(f.metadata["table"], {})[f.name] = f.name
     if not isinstance(data, dict):
-        raise TrainConfigError(f"{where}: expected tables of recipe fields, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected tables of recipe fields, got {type(data).__name__}")
     values = {}
     for table, content in data.items():
         if table not in by_table or not isinstance(content, dict):
-            raise TrainConfigError(f"{where}: unknown table [{table}]; expected one of "
+            raise ConfigError(f"{where}: unknown table [{table}]; expected one of "
                                    f"{', '.join(f'[{t}]' for t in by_table)}")
         for key, value in content.items():
             if key not in by_table[table]:
-                raise TrainConfigError(f"{where}: unknown key {table}.{key}; expected one of "
+                raise ConfigError(f"{where}: unknown key {table}.{key}; expected one of "
                                        f"{', '.join(sorted(by_table[table]))}")
             values[key] = value
     try:
         return TrainConfig(**values)
-    except TrainConfigError as exc:
-        raise TrainConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def apply_settings(config: TrainConfig, settings: list[str] | tuple[str, ...]) -> TrainConfig:
@@ -239,7 +177,7 @@ def apply_settings(config: TrainConfig, settings: list[str] | tuple[str, ...]) -
 
     Returns:
         The validated copy. A malformed setting, an unknown section or key, or a bad value raises a
-        one-line ``TrainConfigError`` naming it.
+        one-line ``ConfigError`` naming it.
     """
     tables: dict[str, set[str]] = {}
     for f in fields(TrainConfig):
@@ -249,12 +187,12 @@ def apply_settings(config: TrainConfig, settings: list[str] | tuple[str, ...]) -
         key, sep, text = str(item).partition("=")
         table, dot, name = key.strip().partition(".")
         if not sep or not dot:
-            raise TrainConfigError(f"--set: expected section.key=value (e.g. optim.lr=0.05), got {item!r}")
+            raise ConfigError(f"--set: expected section.key=value (e.g. optim.lr=0.05), got {item!r}")
         if table not in tables:
-            raise TrainConfigError(f"--set: unknown section {table!r} in {item!r}; expected one of "
+            raise ConfigError(f"--set: unknown section {table!r} in {item!r}; expected one of "
                                    f"{', '.join(sorted(tables))}")
         if name not in tables[table]:
-            raise TrainConfigError(f"--set: unknown key {table}.{name}; expected one of {', '.join(sorted(tables[table]))}")
+            raise ConfigError(f"--set: unknown key {table}.{name}; expected one of {', '.join(sorted(tables[table]))}")
         try:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:

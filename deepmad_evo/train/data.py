@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, TrainConfigError
+from .config import TrainConfig, ConfigError
 from .runtime import Runtime
 
 # ------------------------------------------------------------------------------------------- data
@@ -80,7 +80,7 @@ def eval_transform(config: TrainConfig):
 
 def resolved_image_size(config: TrainConfig) -> int:
     if config.image_size < 1:
-        raise TrainConfigError("data.image_size: 0 (the genotype's) must be resolved before building data; "
+        raise ConfigError("data.image_size: 0 (the genotype's) must be resolved before building data; "
                                "set it or build the data through the train command")
     return config.image_size
 

@@ -155,7 +155,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 # --------------------------------------------------------------------------------------------- eval
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, config: TrainConfig, runtime: Runtime, num_classes: int) -> dict:
+def validate(model: nn.Module, loader, config: TrainConfig, runtime: Runtime, num_classes: int) -> dict:
     """Cross-entropy (no smoothing), top-1 and top-5 accuracy in percent, summed over all processes."""
     model.eval()
     memory = torch.channels_last if uses_channels_last(config, runtime) else torch.preserve_format

@@ -18,7 +18,7 @@ from ..weights import save_weights
 from .checkpoint import check_compatible, restore_rng, rng_states, atomic_save, load_checkpoint
 from .config import CHECKPOINT, CHECKPOINT_FORMAT, TrainConfig
 from .data import Data, build_loaders, build_val_loader, resolved_image_size
-from .engine import TrainEvent, build_batch_mix, build_optimizer, evaluate, peak_lr, train_one_epoch
+from .engine import TrainEvent, build_batch_mix, build_optimizer, peak_lr, train_one_epoch, validate
 from .metrics import METRIC_COLUMNS, plot_curves, write_metrics
 from .runtime import Runtime, prepare_model, setup_runtime
 
@@ -123,10 +123,10 @@ def _train(model, config, data, out_dir, resume, callback, extra, runtime: Runti
         row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "images_per_s": images / max(train_seconds, 1e-9)}
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            row.update({f"val_{k}": v for k, v in evaluate(model, val_loader, config, runtime,
+            row.update({f"val_{k}": v for k, v in validate(model, val_loader, config, runtime,
                                                             data.num_classes).items()})
             if ema is not None:
-                row.update({f"ema_val_{k}": v for k, v in evaluate(ema.module, val_loader, config, runtime,
+                row.update({f"ema_val_{k}": v for k, v in validate(ema.module, val_loader, config, runtime,
                                                                     data.num_classes).items()})
         row["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append({k: row.get(k) for k in METRIC_COLUMNS})
@@ -283,7 +283,7 @@ def evaluate_model(model: nn.Module, config: TrainConfig, data: Data) -> dict:
     try:
         model = prepare_model(model, config, runtime)
         loader = build_val_loader(data, config, runtime)
-        return {**evaluate(model, loader, config, runtime, data.num_classes), "images": len(data.val)}
+        return {**validate(model, loader, config, runtime, data.num_classes), "images": len(data.val)}
     finally:
         if runtime.owns_process_group:
             dist.destroy_process_group()
