@@ -28,7 +28,8 @@ DEFAULT_PRESET = "mb-29m"
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$")
 
-# DESIGN.md §6 family defaults: expansion (min, max, step), kernels, ρ0.
+# DESIGN.md §6 family defaults: expansion (min, max, step), kernels, ρ0. Every shipped preset states
+# these keys itself; the table only fills a user's TOML that omits them and a --block that switches family.
 FAMILY_DEFAULTS = {
     "resnet": {"expansion": (0.1, 1.0, 0.1), "kernels": (3, 5), "rho": 0.3},
     "mobile": {"expansion": (1.5, 6.0, 0.1), "kernels": (3, 5, 7), "rho": 0.5},

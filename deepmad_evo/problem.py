@@ -84,7 +84,8 @@ class DeepMADProblem(Problem):
         self.alpha = check_alpha(alpha, space.template.num_segments)
         self.beta, self.convention = float(beta), convention
         self.n_evals = 0
-        self.latency = budget.latency_model() if budget.latency is not None else None
+        # Predicted seconds of integer vectors (``latency.model.SpaceLatency``), when a latency budget is set.
+        self.latency = budget.latency_model().compile(space) if budget.latency is not None else None
         xl, xu = space.bounds
         super().__init__(n_var=space.n_var, n_obj=1, n_ieq_constr=len(budget.names), xl=xl, xu=xu, vtype=int)
 
@@ -103,8 +104,7 @@ class DeepMADProblem(Problem):
                                  self.convention)
         self.n_evals += len(X)
         channel_range = float(self.space.channels[-1])
-        latency = None if self.latency is None else \
-            self.latency.predict_population(self.space.template, stem, out, btn, kernel, depth)
+        latency = None if self.latency is None else self.latency(X)
         return ev, constraint_values(ev, out, self.budget, channel_range, latency)
 
     def _evaluate(self, X, out, *args, **kwargs):

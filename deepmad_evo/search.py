@@ -397,7 +397,7 @@ def _check_feasible(problem: DeepMADProblem, X0: np.ndarray) -> None:
         if b.max_layers is not None:
             parts.append(f"layers {ev.layers[0]} (max {b.max_layers})")
         if b.latency is not None:
-            lat = problem.latency.predict_population(problem.space.template, *problem.space.decode(x[None]))[0]
+            lat = problem.latency(x[None])[0]
             parts.append(f"predicted latency {lat * 1e3:.4g} ms (budget {b.latency * 1e3:.4g} ms)")
         raise InfeasibleBudgetError(
             "budget: infeasible; the smallest network this space allows has " + ", ".join(parts)

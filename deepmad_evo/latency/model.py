@@ -145,6 +145,7 @@ class LatencyModel:
                 slices.append(_Slice(axes, inv, _fill(q).ravel()))
             self._families[family] = (np.log(np.array(sides, dtype=float)), slices)
         self._dense_tables: dict[tuple, np.ndarray] = {}
+        self._compiled: dict = {}
         self.selection = {}
         self.form, self.coef = "sum", (1.0, 0.0, 0.0)
         nets = [n for n in table.networks if n.get("role", "calibration") == "calibration"]
@@ -350,6 +351,13 @@ class LatencyModel:
         X[-1, 1:1 + S] = X[-1, 1]  # equal channels: the identity residuals too
         self.predict_population(space.template, *space.decode(X))
 
+    def compile(self, space) -> SpaceLatency:
+        """The model folded into lookup tables for one search space (cached)."""
+        cached = self._compiled.get(space)
+        if cached is None:
+            cached = self._compiled[space] = SpaceLatency(self, space)
+        return cached
+
     def predict_population(self, template, stem, out, btn, kernel, depth) -> np.ndarray:
         """Predicted seconds of N networks of one ``space.Template`` (arrays as for ``evaluate_population``)."""
         a, b, c = self.coef
@@ -370,6 +378,107 @@ class LatencyModel:
             c_prev = t.head
         total = total + a * self.ops_seconds(classifier_ops(c_prev, r_out[-1], t.num_classes)) + c
         return np.broadcast_to(np.asarray(total, dtype=float), (len(stem),)).copy()
+
+
+class SpaceLatency:
+    """A model compiled for one search space: predicted seconds of integer genotype vectors by table lookups.
+
+    Everything the template fixes is folded into per-stage tables built from the model's own
+    interpolation: the repeat block as a function of (out, expansion, kernel) indices, the first
+    block split into what depends on (out, expansion, kernel), on (input channels, btn) and on
+    (input channels, out); the stem, and the head plus classifier. A vector then costs about four
+    gathers per stage. ``model.predict_population`` on the decoded values agrees to rounding.
+    """
+
+    def __init__(self, model: LatencyModel, space) -> None:
+        a, b, c = model.coef
+        t = space.template
+        self.space = space
+        S = space.num_stages
+        r_in, r_out = t.sides("torch")
+        stem_t, ch_t, ex_t, k_t = space._tables
+        m = space.multiple
+        o3 = ch_t[:, None, None]
+        k3 = k_t[None, None, :]
+        btn3 = np.maximum(m, np.floor(ex_t[None, :, None] * o3 / m + 0.5).astype(np.int64) * m)
+        btn3 = np.broadcast_to(btn3, (len(ch_t), len(ex_t), len(k_t)))
+        o3, k3 = np.broadcast_to(o3, btn3.shape), np.broadcast_to(k3, btn3.shape)
+        flat = {"o": o3.ravel(), "t": btn3.ravel(), "k": k3.ravel()}
+        self.stem = a * model.ops_seconds(stem_ops(t.in_channels, stem_t, t.stem_kernel, t.stem_stride, r_in[0],
+                                                   activation_of(t.blocks[0]))) + b
+        self.first, self.pre, self.pre_k, self.pair, self.repeat = [], [], [], [], []
+        self.btn_max = int(btn3.max())
+        for i, (block, s) in enumerate(zip(t.blocks, t.strides)):
+            prev_t = stem_t if i == 0 else ch_t
+            # First block: classify its ops by which channel arrays they read.
+            C = np.asarray(prev_t[:1]).copy()  # a marker: which ops read the input channels
+            uses = block_ops(block, C, flat["o"], flat["t"], flat["k"], s, r_in[i + 1], True)
+            on_c = [u for u in uses if u.c_a is C or (isinstance(u.c_b, np.ndarray) and u.c_b is C)
+                    or isinstance(u.weight, np.ndarray)]
+            rest = [u for u in uses if not any(u is v for v in on_c)]
+            self.first.append((a * model.ops_seconds(rest) + b).reshape(btn3.shape))
+            # (input channels, btn[, kernel]) ops: the expanding conv; indexed by btn // multiple.
+            btn_all = np.arange(0, self.btn_max + m, m)
+            btn_all[0] = m
+            grid_c, grid_t = np.meshgrid(prev_t, btn_all, indexing="ij")
+            pre = [u for u in on_c if u.c_b is not None and u.c_b is flat["t"] and u.c_a is C]
+            pre_k = [u for u in pre if isinstance(u.k, np.ndarray)]
+            self.pre.append(a * sum((model.op_seconds(u._replace(c_a=grid_c.ravel(), c_b=grid_t.ravel()))
+                                     for u in pre if not isinstance(u.k, np.ndarray)), np.zeros(grid_c.size))
+                            .reshape(grid_c.shape))
+            self.pre_k.append(None if not pre_k else np.stack([
+                a * sum(model.op_seconds(u._replace(c_a=grid_c.ravel(), c_b=grid_t.ravel(), k=int(kv))) for u in pre_k)
+                .reshape(grid_c.shape) for kv in k_t]))
+            # (input channels, out) ops: shortcut pool/projection, the identity residual where c_in == out.
+            pair = [u for u in on_c if not any(u is v for v in pre)]
+            gc, go = np.meshgrid(prev_t, ch_t, indexing="ij")
+            gc, go = gc.ravel(), go.ravel()
+            same = gc == go
+            total = np.zeros(gc.size)
+            for u in pair:
+                ca = gc if u.c_a is C else go
+                cb = gc if u.c_b is C else go if isinstance(u.c_b, np.ndarray) else u.c_b
+                w = same if isinstance(u.weight, np.ndarray) else u.weight
+                if isinstance(u.k, np.ndarray):
+                    raise ValueError(f"latency: a kernel-dependent shortcut op ({u.op}) is not compiled")
+                total = total + model.op_seconds(u._replace(c_a=ca, c_b=cb, weight=w))
+            self.pair.append((a * total).reshape(len(prev_t), len(ch_t)))
+            if space.depth_max[i] > 1:
+                rep = block_ops(block, flat["o"], flat["o"], flat["t"], flat["k"], 1, r_out[i + 1], False)
+                self.repeat.append((a * model.ops_seconds(rep) + b).reshape(btn3.shape))
+            else:
+                self.repeat.append(np.zeros(btn3.shape))
+        self.shape = btn3.shape
+        self.btn_pos = (btn3[:, :, 0] // m).ravel()
+        last = ch_t
+        head = 0.0
+        if t.head is not None:
+            head = a * model.ops_seconds(head_ops(ch_t, t.head, r_out[-1], activation_of(t.blocks[-1]))) + b
+            last = t.head
+        cls = a * model.ops_seconds(classifier_ops(np.broadcast_to(last, ch_t.shape).copy(), r_out[-1], t.num_classes))
+        self.tail = np.broadcast_to(head + cls + c, ch_t.shape).astype(float)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """Predicted seconds of integer vectors X (N, n_var)."""
+        S = self.space.num_stages
+        X = np.asarray(X, dtype=np.int64)
+        E, K = self.shape[1], self.shape[2]
+        total = self.stem.take(X[:, 0])
+        prev = X[:, 0]
+        for i in range(S):
+            o = X[:, 1 + i]
+            oe = o * E + X[:, 1 + S + i]
+            fi = oe * K + X[:, 1 + 2 * S + i]
+            pre = self.pre[i]
+            first = (self.first[i].take(fi) + pre.take(prev * pre.shape[1] + self.btn_pos.take(oe))
+                     + self.pair[i].take(prev * self.pair[i].shape[1] + o))
+            if self.pre_k[i] is not None:
+                pk = self.pre_k[i]
+                first = first + pk.take((X[:, 1 + 2 * S + i] * pk.shape[1] + prev) * pk.shape[2]
+                                        + self.btn_pos.take(oe))
+            total = total + first + (X[:, 1 + 3 * S + i] - 1) * self.repeat[i].take(fi)
+            prev = o
+        return total + self.tail.take(prev)
 
 
 def network_ops(net: Network) -> list[list[OpUse]]:

@@ -191,7 +191,7 @@ def check_budget(cfg: Config, space: SearchSpace, macs: float | None, params: fl
     if latency is not None:
         from ..latency.table import format_time
 
-        small = float(problem.latency.predict_population(space.template, *space.decode(x[None]))[0])
+        small = float(problem.latency(x[None])[0])
         if small > latency:
             raise InfeasibleBudgetError(f"--latency: {latency_label(latency)} is infeasible; the smallest network of "
                                         f"{cfg.name} has a predicted latency of {format_time(small)}")
