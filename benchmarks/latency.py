@@ -69,10 +69,11 @@ def measure(genotypes, settings, rounds, seed):
     return out
 
 
-def search(cfg, budget, seed):
+def search(cfg, budget, seed, chains=None):
     space = cfg.search_space()
+    settings = cfg.search_settings() if chains is None else cfg.search_settings(chains=chains)
     r = run_search(space, budget, alpha=cfg.objective.alpha, beta=cfg.objective.beta,
-                   convention=cfg.objective.convention, settings=cfg.search_settings(), seed=seed)
+                   convention=cfg.objective.convention, settings=settings, seed=seed)
     return r.genotype
 
 
@@ -92,6 +93,8 @@ def main() -> None:
     ap.add_argument("--bisect", type=int, default=6, help="bisection steps for the equal-latency MAC budget")
     ap.add_argument("--seed", type=int, default=1000, help="seed of the held-out networks (the profile uses 0)")
     ap.add_argument("--throughput", type=int, default=200_000, help="genotypes for the throughput measurement")
+    ap.add_argument("--chains", type=int, default=None, help="search chains per design (default: the preset's)")
+    ap.add_argument("--skip-accuracy", action="store_true", help="only the latency-vs-MAC budget comparison")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args()
 
@@ -130,34 +133,36 @@ def main() -> None:
           + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in rates.items()) + f" (load {os.getloadavg()[0]:.1f})")
 
     # ---------------------------------------------------------------- predicted vs measured
-    nets = [("random", g) for g in random_networks(cfg, args.networks, args.seed)]
-    for name in list_models():
-        g = get_genotype(name)
-        try:
-            model.predict(g)
-        except LatencyTableError as exc:
-            print(f"zoo {name}: skipped ({str(exc)[:90]}…)")
-            continue
-        nets.append((f"zoo {name}", g))
-    t0 = time.time()
-    res = measure([g for _, g in nets], settings, args.rounds, args.seed)
-    pred = np.array([model.predict(g) for _, g in nets])
-    meas = np.array([r["seconds"] for r in res])
-    loads = [r["load"] for r in res]
-    ape = np.abs(pred - meas) / meas
-    print(f"\n{'network':12} {'MACs':>9} {'predicted':>10} {'measured':>10} {'noise':>6} {'error':>7} {'load':>5}")
-    for (name, g), p, r, e in zip(nets, pred, res, ape):
-        macs = evaluate(g, convention="torch").macs
-        print(f"{name:12} {macs / 1e6:8.0f}M {format_time(p):>10} {format_time(r['seconds']):>10} "
-              f"{100 * r['noise']:5.1f}% {100 * (p - r['seconds']) / r['seconds']:+6.1f}% {r['load']:5.1f}")
-    rnd = [i for i, (n, _) in enumerate(nets) if n == "random"]
-    summary = {"mape": float(ape.mean()), "mape_random": float(ape[rnd].mean()), "spearman": spearman(pred, meas),
-               "spearman_random": spearman(pred[rnd], meas[rnd]), "networks": len(nets),
-               "load_median": float(np.median(loads)), "measure_seconds": time.time() - t0,
-               "profile_seconds": table.profile_seconds, "form": model.form}
-    print(f"\nMAPE {100 * summary['mape']:.1f} % (random only {100 * summary['mape_random']:.1f} %), Spearman "
-          f"{summary['spearman']:.3f} (random only {summary['spearman_random']:.3f}) over {len(nets)} networks; "
-          f"load {summary['load_median']:.1f} (median); measured in {summary['measure_seconds']:.0f} s")
+    summary, pred, nets, res = {}, np.zeros(0), [], []
+    if not args.skip_accuracy:
+        nets = [("random", g) for g in random_networks(cfg, args.networks, args.seed)]
+        for name in list_models():
+            g = get_genotype(name)
+            try:
+                model.predict(g)
+            except LatencyTableError as exc:
+                print(f"zoo {name}: skipped ({str(exc)[:90]}…)")
+                continue
+            nets.append((f"zoo {name}", g))
+        t0 = time.time()
+        res = measure([g for _, g in nets], settings, args.rounds, args.seed)
+        pred = np.array([model.predict(g) for _, g in nets])
+        meas = np.array([r["seconds"] for r in res])
+        loads = [r["load"] for r in res]
+        ape = np.abs(pred - meas) / meas
+        print(f"\n{'network':12} {'MACs':>9} {'predicted':>10} {'measured':>10} {'noise':>6} {'error':>7} {'load':>5}")
+        for (name, g), p, r, e in zip(nets, pred, res, ape):
+            macs = evaluate(g, convention="torch").macs
+            print(f"{name:12} {macs / 1e6:8.0f}M {format_time(p):>10} {format_time(r['seconds']):>10} "
+                  f"{100 * r['noise']:5.1f}% {100 * (p - r['seconds']) / r['seconds']:+6.1f}% {r['load']:5.1f}")
+        rnd = [i for i, (n, _) in enumerate(nets) if n == "random"]
+        summary = {"mape": float(ape.mean()), "mape_random": float(ape[rnd].mean()), "spearman": spearman(pred, meas),
+                   "spearman_random": spearman(pred[rnd], meas[rnd]), "networks": len(nets),
+                   "load_median": float(np.median(loads)), "measure_seconds": time.time() - t0,
+                   "profile_seconds": table.profile_seconds, "form": model.form}
+        print(f"\nMAPE {100 * summary['mape']:.1f} % (random only {100 * summary['mape_random']:.1f} %), Spearman "
+              f"{summary['spearman']:.3f} (random only {summary['spearman_random']:.3f}) over {len(nets)} networks; "
+              f"load {summary['load_median']:.1f} (median); measured in {summary['measure_seconds']:.0f} s")
 
     # ---------------------------------------------------------------- latency vs MAC budgets
     b = cfg.budget
@@ -168,13 +173,13 @@ def main() -> None:
         # A third and two thirds of the way (geometrically) from the space's smallest network to the zoo design.
         space = cfg.search_space()
         small = model.predict(space.genotype(space.bounds[0]))
-        ref = model.predict(zoo) if zoo is not None else float(np.max(pred))
+        ref = model.predict(zoo) if zoo is not None else float(np.max(pred, initial=20 * small))
         budgets = [small * (ref / small) ** (1 / 3), small * (ref / small) ** (2 / 3)]
     rows = []
     for T in budgets:
         lat_budget = Budget(rho=b.rho, max_layers=b.max_layers, monotone=b.monotone, latency=T,
                             latency_table=str(table_path))
-        g_lat = search(cfg, lat_budget, 0)
+        g_lat = search(cfg, lat_budget, 0, args.chains)
         m_lat = measure([g_lat], settings, args.rounds, args.seed)[0]["seconds"]
         # MAC budget whose design's predicted latency equals the latency design's measured latency.
         lat_macs = evaluate(g_lat, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention).macs
@@ -184,7 +189,7 @@ def main() -> None:
             mid = float(np.exp((lo + hi) / 2))
             mac_budget = replace(b, macs=mid, params=None if b.params is None or b.macs is None else b.params * mid / b.macs,
                                  latency=None, latency_table=None)
-            g = search(cfg, mac_budget, 0)
+            g = search(cfg, mac_budget, 0, args.chains)
             if model.predict(g) > m_lat:
                 hi = np.log(mid)
             else:

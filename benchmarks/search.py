@@ -4,9 +4,10 @@
     python benchmarks/search.py --seeds 5          # also the spread over seeds 0..4
     python benchmarks/search.py --presets mb-29m r50
 
-Published structures (../shared/published/) are scored under the preset's own budgets, α, β and
-convention — exactly as `run.py inspect FILE --convention …` does — and compared when their
-template has the preset's block family (their strides may differ: deepmad-29M-224 has 1,2,2,2,2).
+The authors' published networks shipped with the package (zoo names `deepmad-*-published`, each
+recording the preset whose budgets it was searched under) are scored under the preset's own budgets,
+α, β and convention — exactly as `run.py inspect NAME --convention …` does — and compared (their
+strides may differ: deepmad-29M-224 has 1,2,2,2,2).
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepmad_evo.config import load_config, preset_names  # noqa: E402
-from deepmad_evo.genotype import load_genotype  # noqa: E402
+from deepmad_evo.models import get_genotype, published_index  # noqa: E402
 from deepmad_evo.objective import evaluate  # noqa: E402
 from deepmad_evo.problem import DeepMADProblem  # noqa: E402
 from deepmad_evo.search import run_search  # noqa: E402
 
-PUBLISHED = ROOT.parent / "shared" / "published"
-REFERENCE = {"mb-29m": "deepmad-29M-224.txt", "r18": "deepmad-R18.txt"}
+REFERENCE = {entry["preset"]: name for name, entry in published_index().items() if entry["preset"]}
 
 
 def throughput(cfg, n: int = 200_000, repeats: int = 5) -> float:
@@ -58,8 +58,8 @@ def main() -> None:
         cfg = load_config(name)
         o = cfg.objective
         ref = None
-        if name in REFERENCE and (PUBLISHED / REFERENCE[name]).is_file():
-            ref = evaluate(load_genotype(PUBLISHED / REFERENCE[name]), o.alpha, o.beta, o.convention).objective
+        if name in REFERENCE:
+            ref = evaluate(get_genotype(REFERENCE[name]), o.alpha, o.beta, o.convention).objective
         rate = throughput(cfg)
         settings = cfg.search_settings()
         objectives = []

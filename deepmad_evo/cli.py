@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> module; each module registers its own arguments.
@@ -22,12 +23,25 @@ COMMANDS = {
     "evaluate": "deepmad_evo.commands.evaluate",
     "cross-check": "deepmad_evo.commands.crosscheck",
     "profile": "deepmad_evo.commands.profile",
+    "presets": "deepmad_evo.commands.presets",
     "sample": "deepmad_evo.commands.sample",
     "study": "deepmad_evo.commands.study",
     "tune": "deepmad_evo.commands.tune",
 }
 
 EXIT_USAGE = 2
+
+EPILOG = """\
+Without a command, search runs:
+  deepmad-evo --budget 4.5G [--params 29M] [--config mb-29m] [--rho 0.5] [--block …] [--seed 0] [--out DIR]
+  --budget   MAC budget (K/M/G/T suffixes). Budgets are MACs, which the paper calls FLOPs.
+  --config   preset (r18, r34, r50, mb-29m, mb-50m, mb-89m, b0, mbv2, tiny) or a TOML file;
+             `deepmad-evo presets` lists them with their budgets and conventions.
+  All search options: deepmad-evo search --help.  Each command: deepmad-evo COMMAND --help.
+
+GENOTYPE arguments (inspect, build, export, train, cross-check) take a run directory, a genotype
+JSON, a text form, a reference structure file, or a zoo name (r50, mb-29m, deepmad-r50-published, …).
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,14 +51,22 @@ class _Parser(argparse.ArgumentParser):
 
 def _fail(message: str) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
+    # Escaped: messages quote user input and commands such as pip install 'deepmad-evo[onnx]'.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
     return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="deepmad-evo", description="Design CNNs the DeepMAD way: search a network for a budget "
-                     "(default command), inspect, build, export, train, cross-check and Pareto runs.")
+    from . import __version__
+
+    parser = _Parser(prog="deepmad-evo", formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Design CNNs the DeepMAD way: search a network for a budget "
+                     "(default command), inspect, build, export, train, cross-check and Pareto runs.",
+                     epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"deepmad-evo {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub)
@@ -55,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "search")
     args = build_parser().parse_args(argv)
     console = Console(highlight=False)
@@ -63,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         # Piped output (logs, CI): rich would fall back to 80 columns and squash the tables.
         console = Console(highlight=False, width=140)
     try:
-        return importlib.import_module(COMMANDS[args.command]).run(args, console)
+        status = importlib.import_module(COMMANDS[args.command]).run(args, console)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # `inspect … --json | head`: the reader left. Quietly, with status 1 as rich does for its own output
+        # (and as the Python docs advise); stdout goes to devnull so the exit-time flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130

@@ -18,11 +18,12 @@ from .io import jsonable
 from .objective import DEFAULT_BETA, check_alpha
 from . import schema
 from .problem import Budget
+from .resources import preset_dir
 from .schema import ConfigError, boolean, choice, integer, number, read_toml, sequence, take
 from .search import SearchSettings
 from .space import SearchSpace, Template
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = preset_dir()
 DEFAULT_PRESET = "mb-29m"
 
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}

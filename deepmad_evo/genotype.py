@@ -177,7 +177,9 @@ class Genotype:
         if not isinstance(data, Mapping):
             raise GenotypeError(f"genotype: expected a JSON object, got {type(data).__name__}")
         _keys(data, "genotype", required={"format", "stem", "stages"},
-              optional={"image_size", "in_channels", "num_classes", "head"})
+              optional={"image_size", "in_channels", "num_classes", "head", "design"})
+        if "design" in data and not isinstance(data["design"], Mapping):
+            raise GenotypeError(f"design: expected an object (how the genotype was designed), got {data['design']!r}")
         if data["format"] != FORMAT:
             raise GenotypeError(f"format: expected {FORMAT!r}, got {data['format']!r}")
         stem = data["stem"]
@@ -382,6 +384,30 @@ def load_genotype(source: str | os.PathLike, image_size: int | None = None) -> G
     return g
 
 
-def save_genotype(genotype: Genotype, path: str | os.PathLike) -> None:
-    """Write the genotype as ``deepmad-evo/genotype/1`` JSON, atomically."""
-    atomic_write_text(path, genotype.to_json() + "\n")
+def save_genotype(genotype: Genotype, path: str | os.PathLike, design: Mapping | None = None) -> None:
+    """Write the genotype as ``deepmad-evo/genotype/1`` JSON, atomically.
+
+    Args:
+        design: optional record of how it was designed (cost convention, budgets, α, β, preset),
+            stored under ``"design"`` so that ``inspect`` checks it the way the search did.
+    """
+    data = genotype.to_dict()
+    if design is not None:
+        data["design"] = dict(design)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def load_design(path: str | os.PathLike) -> dict | None:
+    """The ``"design"`` record of a genotype JSON file (``None`` for other files or when absent)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    design = data.get("design") if isinstance(data, dict) else None
+    return dict(design) if isinstance(design, Mapping) else None

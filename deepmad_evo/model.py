@@ -179,6 +179,7 @@ class DeepMADNet(nn.Module):
         self.in_chans = network.genotype.in_channels
         self.num_features = self.head_hidden_size = units[-1].c_out
         self.drop_rate = drop_rate
+        self.grad_checkpointing = False
         if features_only:
             self.avgpool = self.dropout = self.classifier = None
             self.num_classes = 0
@@ -216,10 +217,28 @@ class DeepMADNet(nn.Module):
         if num_classes > 0:
             _init_linear(self.classifier)
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter grouping (layer-wise lr decay, ``timm.optim.create_optimizer_v2(layer_decay=)``):
+        the stem, then one group per stage (``coarse``) or per block, the head with the last group."""
+        blocks = r"^stages\.(\d+)" if coarse else [(r"^stages\.(\d+)\.(\d+)", None), (r"^head", (99999,))]
+        return {"stem": r"^stem", "blocks": blocks}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage in the backward pass instead of storing its activations (timm's
+        ``--grad-checkpointing``; ``torch.utils.checkpoint``, training mode only)."""
+        self.grad_checkpointing = bool(enable)
+
+    def _call(self, i: int, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and 0 < i <= len(self.stages) and not torch.jit.is_scripting():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(module, x, use_reentrant=False)
+        return module(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, before pooling (the head's output, or the last built segment's)."""
-        for module in self._calls():
-            x = module(x)
+        for i, module in enumerate(self._calls()):
+            x = self._call(i, module, x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -265,7 +284,7 @@ class DeepMADNet(nn.Module):
             calls = calls[: max(wanted) + 1]
         intermediates = []
         for i, module in enumerate(calls):
-            x = module(x)
+            x = self._call(i, module, x)
             if i in wanted:
                 intermediates.append(x)
         return intermediates if intermediates_only else (x, intermediates)

@@ -38,7 +38,11 @@ def normalise(text: str, out: str) -> str:
     text = "\n".join(lines)
     text = re.sub(r"\d+(\.\d+)? s\b", "<T> s", text)
     text = re.sub(r'"(\w*seconds|elapsed)": [0-9.e+-]+', r'"\1": "<T>"', text)
-    text = re.sub(r"│( +)[0-9.]+ │$", lambda m: "│" + m.group(1) + "<T> │", text, flags=re.M)  # pareto "search s"
+    # pareto "search s" (one decimal): the cell keeps its width whatever the number of digits, since a slower
+    # machine prints more of them; other numeric last cells are masked as before.
+    text = re.sub(r"│( +)([0-9.]+) │$", lambda m: "│" + ("<T>".rjust(len(m.group(1) + m.group(2)))
+                                                         if re.fullmatch(r"\d+\.\d", m.group(2))
+                                                         else m.group(1) + "<T>") + " │", text, flags=re.M)
     return text
 
 

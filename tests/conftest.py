@@ -1,18 +1,16 @@
-"""Shared fixtures: paths to the published reference structures."""
+"""Shared fixtures: the published reference structures (shipped with the package) and thread limits."""
 
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PUBLISHED = REPO.parent / "shared" / "published"
+from deepmad_evo.resources import published_dir
 
 
 @pytest.fixture
-def published():
-    if not PUBLISHED.is_dir():
-        pytest.skip(f"published structures not found at {PUBLISHED}")
-    return PUBLISHED
+def published() -> Path:
+    """The authors' published DeepMAD structure files, as shipped in the package (never skipped)."""
+    return published_dir()
 
 
 @pytest.fixture(scope="module")

@@ -67,9 +67,9 @@ def test_bad_options_exit_2_with_one_line(args, message, capsys):
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
 
 
-def test_search_builds_the_winner_unless_no_build(tmp_path, capsys):
+def test_search_builds_the_winner_only_with_build_check(tmp_path, capsys):
     assert main(["--config", "tiny", "--out", str(tmp_path / "run")]) == 0
+    assert "build check" not in capsys.readouterr().out
+    assert main(["--config", "tiny", "--out", str(tmp_path / "run"), "--build-check"]) == 0
     out = capsys.readouterr().out
-    assert "built on CPU" in out and "✗" not in out
-    assert main(["--config", "tiny", "--out", str(tmp_path / "run"), "--no-build"]) == 0
-    assert "built on CPU" not in capsys.readouterr().out
+    assert "build check (live nn.Module = closed form" in out and "not a budget check" in out and "✗" not in out

@@ -76,7 +76,8 @@ def test_inspect_text_form():
     (["--config", "tiny", "--budget", "1K"], "budget: infeasible; the smallest network this space allows has MACs"),
     (["--config", "nope"], "--config: 'nope' is neither a file nor a preset; presets:"),
     (["--block", "vit"], "argument --block: invalid choice: 'vit'"),
-    (["inspect", "/no/such.json"], "genotype: '/no/such.json' is neither a readable file nor a genotype text form"),
+    (["inspect", "/no/such.json"], "genotype: '/no/such.json' is neither a run directory, a readable file, a genotype "
+                                   "text form nor a zoo model"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     p = cli(*args) if args[0] == "inspect" else cli(*args, "--out", tmp_path / "x")

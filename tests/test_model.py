@@ -60,7 +60,7 @@ def test_closed_form_costs_are_exact(index):
     assert (costs.params, costs.macs) == (params, macs), g.to_text()
 
 
-# Published DeepMAD structures (shared/published, in text form), at a 64-pixel input to stay fast.
+# Published DeepMAD structures (zoo names deepmad-*-published, in text form), at a 64-pixel input to stay fast.
 PUBLISHED = (
     "i64_c3_n1000 stem_k3_s2_c32 bneck_d1_k5_s2_b40_c96 bneck_d6_k5_s2_b40_c384 bneck_d9_k5_s2_b64_c384 "
     "bneck_d10_k3_s1_b104_c1024 bneck_d12_k5_s2_b104_c672",

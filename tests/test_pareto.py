@@ -219,11 +219,11 @@ def test_published_structures_are_plotted_only_when_they_fit(cfg, serial, tmp_pa
 
 def test_published_r18_is_a_reference_point_of_the_r18_template(published):
     points, skipped = reference_points(load_config("r18"), published)
-    r18 = {p["name"]: p for p in points}["deepmad-R18"]
+    r18 = {p["name"]: p for p in points}["deepmad-r18-published"]
     # DESIGN.md §5 golden values (tinynas convention, α = (1,1,1,1,8), β = 10).
     assert r18["objective"] == pytest.approx(31661.31351721937, rel=1e-9)
     assert (r18["macs"], r18["params"]) == (1837323208, 11153088)
-    assert "deepmad-29M-224" in {s["name"] for s in skipped}
+    assert "deepmad-29m-224-published" in {s["name"] for s in skipped}
 
 
 def test_pareto_module_imports_neither_torch_nor_rich_nor_matplotlib():

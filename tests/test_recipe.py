@@ -162,3 +162,34 @@ def test_train_writes_weights_that_evaluate_and_init_read(tmp_path, capsys):
     assert cli_main(["evaluate", str(tmp_path / "missing")]) == 2
     assert cli_main(["train", TINY, *common, "--evaluate-only", "--out", str(tmp_path / "x")]) == 2
     assert "expected --init WEIGHTS or --resume" in capsys.readouterr().err
+
+
+def test_evaluate_weights_without_a_recipe_on_an_imagefolder_val_split(tmp_path, capsys):
+    import numpy as np
+
+    from deepmad_evo import build_model
+    from deepmad_evo.genotype import load_genotype
+    from deepmad_evo.weights import save_weights
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "data" / "val" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "data" / "val" / cls / f"{i}.png")
+    torch.manual_seed(0)
+    model = build_model(load_genotype(TINY), num_classes=2).eval()
+    save_weights(model, tmp_path / "w", preprocessing={"crop_pct": 1.0, "interpolation": "bicubic"})
+    # No train/ folder is needed to evaluate; the eval transform comes from config.json's pretrained_cfg.
+    assert cli_main(["evaluate", str(tmp_path / "w"), "--data", str(tmp_path / "data"), "--dataset", "imagefolder",
+                     "--workers", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    cfg = T.load_train_config("imagenet").with_overrides(image_size=16, eval_crop=1.0, interpolation="bicubic")
+    tf = T.eval_transform(cfg)
+    images = [(tf(Image.open(p).convert("RGB")), i) for i, cls in enumerate(("cat", "dog"))
+              for p in sorted((tmp_path / "data" / "val" / cls).glob("*.png"))]
+    with torch.no_grad():
+        logits = model(torch.stack([x for x, _ in images]))
+    labels = torch.tensor([y for _, y in images])
+    assert result["images"] == 6
+    assert result["top1"] == pytest.approx(100 * (logits.argmax(1) == labels).float().mean().item())
+    assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)

@@ -256,6 +256,7 @@ def test_budget_without_rho():
     assert cc.relaxed_objective >= cc.ga_objective and cc.relaxed_costs["rho"] > 0
 
 
+@pytest.mark.slow  # branch and bound over 40 SLSQP nodes
 def test_integral_depth_bound_sits_between_the_discrete_and_the_relaxed_optimum():
     cfg, result = _search("tiny")
     space = cfg.search_space()

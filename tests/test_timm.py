@@ -35,6 +35,10 @@ def test_every_zoo_model_is_registered():
     assert expected <= set(timm.list_models("deepmad*"))
     assert set(dtimm.MODEL_NAMES) == expected
     assert "deepmad_r50" in timm.list_models() and "deepmad_mb_29m" in timm.list_models()
+    # The authors' published networks too, without a doubled prefix.
+    assert {"deepmad_r50_published", "deepmad_29m_224_published"} <= set(timm.list_models("deepmad*"))
+    published = timm.create_model("deepmad_r50_published", num_classes=0)
+    assert published.genotype.stages == get_genotype("deepmad-r50-published").stages
 
 
 def test_issue_call_gives_timm_feature_list_net(one_thread):
@@ -182,3 +186,31 @@ def test_core_works_without_timm_and_safetensors(tmp_path):
 def _expected_name(zoo):
     """r50 -> deepmad_r50, mb-29m -> deepmad_mb_29m, deepmad-29m-224-published -> deepmad_29m_224_published."""
     return "deepmad_" + (zoo[8:] if zoo.startswith("deepmad-") else zoo).replace("-", "_")
+
+
+def test_timm_training_hooks_layer_decay_and_grad_checkpointing(one_thread):
+    from timm.optim import create_optimizer_v2
+
+    model = timm.create_model("deepmad", genotype="i32_c3_n5 stem_k3_s2_c8 basic_d2_k3_s2_b8_c16 mb_d1_k3_s2_b32_c24 "
+                                                   "head_c32")
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.5)
+    scales = sorted({g["lr_scale"] for g in optimizer.param_groups})
+    # stem, 3 blocks and the head/classifier in the last layer: scales 0.5^4 ... 0.5^0.
+    assert scales == pytest.approx([0.5 ** k for k in range(4, -1, -1)])
+    x = torch.randn(2, 3, 32, 32)
+
+    def grads():
+        model.zero_grad()
+        torch.manual_seed(0)
+        model(x).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    plain = grads()
+    model.set_grad_checkpointing(True)
+    import torch.utils.checkpoint as ckpt
+    from unittest import mock
+
+    with mock.patch.object(ckpt, "checkpoint", wraps=ckpt.checkpoint) as spy:
+        again = grads()
+    assert spy.call_count == len(model.stages) == 2  # once per stage
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(plain, again))

@@ -227,6 +227,7 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- DDP
+@pytest.mark.slow  # two torchrun processes plus a reference run: the longest test of the suite
 def test_ddp_gloo_two_processes_equal_one_process(tmp_path):
     """torchrun x2 (gloo) through the CLI == 1 process with 2 interleaved accumulation steps, same global batch.
 
@@ -268,7 +269,8 @@ def test_ddp_gloo_two_processes_equal_one_process(tmp_path):
     ([], "--data: required for dataset 'imagefolder'"),
     (["--dataset", "mnist"], "--dataset: expected one of imagefolder, cifar100, fake, digits, got 'mnist'"),
     (["--dataset", "fake", "--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
-    (["--model", "x"], "train: expected a GENOTYPE (file or text form) or --model NAME, exactly one of them"),
+    (["--model", "x"], "train: expected a GENOTYPE (run directory, file, text form or zoo name) or --model NAME, "
+                       "exactly one of them"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

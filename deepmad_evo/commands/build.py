@@ -11,8 +11,12 @@ from ..units import expand
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("build", help="decode a genotype into its nn.Module; show the tree and verified costs")
-    p.add_argument("genotype", help="genotype JSON, text form, reference structure file, or zoo name (r50, mb-29m, …)")
+    p = sub.add_parser("build", help="decode a genotype into its nn.Module; show the tree and verified costs",
+                       description="Decode GENOTYPE into its torchvision-style nn.Module, print the module tree and "
+                       "count params/MACs on the live module next to the closed form (torch convention).")
+    p.add_argument("genotype", metavar="GENOTYPE",
+                   help="run directory, genotype JSON, text form, reference structure file or zoo name "
+                        "(r50, mb-29m, deepmad-r50-published, …)")
     p.add_argument("--image-size", type=int, default=None, help="override the image size")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the genotype's)")
     p.add_argument("--depth", type=int, default=3, help="module-tree levels to expand (default 3)")

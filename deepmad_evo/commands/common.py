@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import load_config, parse_quantity
@@ -21,36 +22,73 @@ def add_search_options(p: argparse.ArgumentParser,
                        config_help: str = "preset name (r18, r50, mb-29m, …) or TOML path; default mb-29m") -> None:
     """The flags that pick a preset and override its budget, space and objective (`search`, `cross-check`)."""
     p.add_argument("--config", default=None, help=config_help)
-    p.add_argument("--budget", default=None, help="MAC budget, e.g. 4.5G (K/M/G/T suffixes or a plain number)")
-    p.add_argument("--params", default=None, help="parameter budget, e.g. 29M")
+    p.add_argument("--budget", default=None,
+                   help="MAC budget (the paper's 'FLOPs'), e.g. 4.5G (K/M/G/T suffixes or a plain number); without "
+                        "--params the preset's params budget scales with it by the preset's params/MACs ratio")
+    p.add_argument("--params", default=None,
+                   help="parameter budget, e.g. 29M, or 'off' for none (default: the preset's, scaled with --budget)")
     p.add_argument("--latency", default=None, help="latency budget, e.g. 5ms, predicted from --latency-table")
     p.add_argument("--latency-table", default=None, metavar="TABLE",
                    help="latency table written by `run.py profile` on the target device")
-    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
-    p.add_argument("--block", choices=BLOCKS, default=None, help="use this block family in every stage")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None, help="seed of the search (default from the config)")
-    p.add_argument("--convention", choices=CONVENTIONS, default=None, help="cost convention (default from the config)")
+    p.add_argument("--rho", type=float, default=None, help="effectiveness bound ρ0 (default from the config)")
+    p.add_argument("--block", choices=BLOCKS, default=None,
+                   help="use this block family in every stage (switching ResNet <-> MobileNet families also switches "
+                        "kernels, expansion range and ρ0 to that family's defaults; the run is labelled PRESET+BLOCK)")
+    p.add_argument("--image-size", type=int, default=None, help="input image side (default from the config)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the search (default from the config; same seed, "
+                                                          "same result)")
+    p.add_argument("--convention", choices=CONVENTIONS, default=None,
+                   help="cost convention of the budgets: torch (what the nn.Module has) or tinynas (the paper's); "
+                        "default from the config")
 
 
 def resolve_config(args: argparse.Namespace):
+    """The preset with the command-line overrides.
+
+    ``--budget`` without ``--params`` scales the preset's params budget by its params/MACs ratio (the
+    rule ``pareto`` applies to every point); ``--params off`` drops it. ``--block`` switching the
+    preset's block family relabels the run ``PRESET+BLOCK``.
+    """
     cfg = load_config(args.config)
-    return cfg.with_overrides(
-        macs=None if args.budget is None else parse_quantity(args.budget, "--budget"),
-        params=None if args.params is None else parse_quantity(args.params, "--params"),
-        rho=args.rho, block=args.block, image_size=args.image_size, seed=args.seed, convention=args.convention,
-        latency=None if args.latency is None else parse_time(args.latency, "--latency"), latency_table=args.latency_table,
-    )
+    macs = None if args.budget is None else parse_quantity(args.budget, "--budget")
+    params = None
+    if args.params is not None and str(args.params).lower() != "off":
+        params = parse_quantity(args.params, "--params")
+    elif params_scaled(args, cfg):
+        params = cfg.budget.params * macs / cfg.budget.macs
+    out = cfg.with_overrides(macs=macs, params=params, rho=args.rho, block=args.block, image_size=args.image_size,
+                             seed=args.seed, convention=args.convention,
+                             latency=None if args.latency is None else parse_time(args.latency, "--latency"),
+                             latency_table=args.latency_table)
+    if args.params is not None and str(args.params).lower() == "off":
+        out = replace(out, budget=replace(out.budget, params=None))
+    if args.block is not None and set(cfg.template.blocks) != {args.block}:
+        out = replace(out, name=f"{cfg.name}+{args.block}")
+    return out
+
+
+def params_scaled(args: argparse.Namespace, preset) -> bool:
+    """Whether ``--budget`` came alone, so that the params budget is the preset's scaled with it."""
+    return (args.budget is not None and args.params is None and preset.budget.params is not None
+            and preset.budget.macs is not None)
+
+
+def run_identity(cfg, cross_check: bool = False) -> dict:
+    """Everything that changes a search's result: the resolved config (budgets, ρ0, template, space,
+    objective, convention, seed, effort) and the stages run after the GA."""
+    return {"config": cfg.to_dict(), "cross_check": bool(cross_check)}
 
 
 def _config_digest(cfg) -> str:
     return hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
 
 
-def search_run_dir(cfg) -> Path:
-    """``runs/<config>-<budget>-s<seed>-<hash of the resolved config>``: the same command finds the same run."""
+def search_run_dir(cfg, cross_check: bool = False) -> Path:
+    """``runs/<config>-<budget>-s<seed>[-xc]-<hash of the run identity>``: the same command finds the same run,
+    a different one never does."""
     macs = "nomacs" if cfg.budget.macs is None else f"{cfg.budget.macs / 1e9:g}G"
-    return Path("runs") / f"{cfg.name}-{macs}-s{cfg.search.seed}-{_config_digest(cfg)}"
+    digest = hashlib.sha1(json.dumps(run_identity(cfg, cross_check), sort_keys=True).encode()).hexdigest()[:8]
+    return Path("runs") / f"{cfg.name}-{macs}-s{cfg.search.seed}{'-xc' if cross_check else ''}-{digest}"
 
 
 def pareto_run_dir(cfg) -> Path:
@@ -73,10 +111,13 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config",
                    help="imagefolder (default), cifar100, fake or digits (scikit-learn's; needs no --data)")
     p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
                    help="training preset (imagenet, cifar100, smoke, digits) or TOML path; default chosen by --dataset")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default from the recipe; a run shorter than the recipe's warm-up gets its warm-up "
+                        "clamped to half the run, with a notice)")
     p.add_argument("--batch-size", type=int, default=None, help="global batch over all processes")
     p.add_argument("--lr", type=float, default=None, help="learning rate per 256 images")
-    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--warmup-epochs", type=float, default=None,
+                   help="epochs of linear learning-rate warm-up before the cosine decay (default from the recipe)")
     p.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU")
     p.add_argument("--ema-decay", type=float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
@@ -93,14 +134,25 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config",
                        help="only evaluate (top-1/5 on the validation split) the --init weights or the --resume checkpoint")
 
 
-def resolve_train_config(args: argparse.Namespace):
-    """The recipe named by the flags, with the command-line overrides applied."""
+def resolve_train_config(args: argparse.Namespace, notify=None):
+    """The recipe named by the flags, with the command-line overrides applied.
+
+    Args:
+        notify: optional callable receiving one-line notices (e.g. a warm-up clamped to a short run).
+    """
     from ..train import apply_settings, load_train_config
 
     preset = args.train_config or PRESET_OF_DATASET.get(args.dataset or "imagefolder", "imagenet")
     cfg = apply_settings(load_train_config(preset), getattr(args, "train_settings", None) or [])
+    warmup = args.warmup_epochs
+    if warmup is None and args.epochs is not None and cfg.warmup_epochs >= args.epochs and cfg.warmup_epochs > 0:
+        # A smoke run (--epochs 1) of a recipe with 5 warm-up epochs: keep a decay phase instead of refusing.
+        warmup = args.epochs / 2
+        if notify is not None:
+            notify(f"--epochs {args.epochs}: the recipe's {cfg.warmup_epochs:g} warm-up epochs clamped to {warmup:g} "
+                   "(half the run) so that the learning rate still decays")
     overrides = dict(dataset=args.dataset, path=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     warmup_epochs=args.warmup_epochs, workers=args.workers, ema_decay=args.ema_decay,
+                     warmup_epochs=warmup, workers=args.workers, ema_decay=args.ema_decay,
                      device=args.device, compile=args.compile, seed=getattr(args, "train_seed", None),
                      image_size=getattr(args, "train_image_size", None))
     try:
@@ -115,6 +167,24 @@ def resolve_train_config(args: argparse.Namespace):
 
 
 _FLAGS = {"path": "--data", "seed": "--seed", "image_size": "--image-size"}
+
+
+def train_label(source: str) -> str:
+    """A short name for a GENOTYPE argument: the zoo name, the run directory's or the file's name, else "genotype"."""
+    path = Path(source)
+    if path.is_dir():
+        return path.resolve().name
+    if path.is_file():
+        return path.resolve().parent.name if path.name == "genotype.json" else path.stem
+    from ..models import list_models
+
+    return source if source in list_models() else "genotype"
+
+
+def train_run_dir(genotype, name: str | None, dataset: str) -> Path:
+    """``runs/train-<name>-<8 hex of the genotype>-<dataset>``: two different networks never share a folder."""
+    digest = hashlib.sha1(genotype.to_text().encode()).hexdigest()[:8]
+    return Path("runs") / f"train-{name or 'genotype'}-{digest}-{dataset}"
 
 
 # ------------------------------------------------------------------------- study and tune trials

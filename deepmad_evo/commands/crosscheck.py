@@ -6,8 +6,8 @@ import argparse
 import json
 
 from ..config import load_config, preset_names
-from ..genotype import load_genotype
 from ..io import atomic_write_text
+from ..models import resolve_genotype
 from ..render import print_cross_check
 from ..space import Template
 from .common import add_search_options, resolve_config
@@ -15,9 +15,13 @@ from .progress import cross_check_with_progress, search_with_progress
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("cross-check", help="cross-check a GA solution against the continuous relaxation (SLSQP)")
-    p.add_argument("genotype", nargs="?", default=None,
-                   help="genotype JSON or text form to check; without it the config's search runs first")
+    p = sub.add_parser("cross-check", help="cross-check a GA solution against the continuous relaxation (SLSQP)",
+                       description="Solve the continuous relaxation of the same objective and constraints (real "
+                       "widths and depths) with SLSQP and exact gradients, and show the GA's genotype next to it with "
+                       "the gap; a better rounding of the relaxation replaces the GA's answer.")
+    p.add_argument("genotype", nargs="?", default=None, metavar="GENOTYPE",
+                   help="run directory, genotype JSON, text form, reference structure file or zoo name to check; "
+                        "without it the config's search runs first")
     add_search_options(p, config_help="preset name or TOML path (default: the preset whose template matches "
                                       "GENOTYPE, else mb-29m)")
     p.add_argument("--starts", type=int, default=None,
@@ -34,7 +38,7 @@ def add_parser(sub) -> None:
 
 def resolve(args: argparse.Namespace):
     """(config, genotype or None) from the command line."""
-    genotype = None if args.genotype is None else load_genotype(args.genotype)
+    genotype = None if args.genotype is None else resolve_genotype(args.genotype)
     if genotype is not None and args.config is None:
         template = Template.of(genotype)
         matching = [n for n in preset_names() if load_config(n).template == template]

@@ -7,13 +7,15 @@ from pathlib import Path
 
 from ..config import load_config, parse_quantity
 from ..latency.table import format_time, parse_time
-from ..pareto import SWEEP_LABEL, Sweep, budget_points, latency_points, run_pareto, scaled_params
 from ..render import si_compact
 from .common import pareto_run_dir
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("pareto", help="one design per MAC budget (in parallel), the front and a picture")
+    p = sub.add_parser("pareto", help="one design per MAC budget (in parallel), the front and a picture",
+                       description="Search one network per MAC budget (budgets are MACs, the paper's 'FLOPs') in "
+                       "parallel, keep the objective/MACs trade-off front, draw pareto.png and, where they fit the "
+                       "preset's template, the authors' published networks. Rerunning resumes.")
     p.add_argument("--budget", nargs="+", default=None, metavar="MACS",
                    help="MAC budgets, e.g. 0.4G 1.8G 4.5G 8.7G 15.4G")
     p.add_argument("--params", nargs="+", default=None, metavar="PARAMS",
@@ -46,6 +48,9 @@ def _params(args) -> list[float] | str | None:
 
 def run(args: argparse.Namespace, console) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    # Imported here: NSGA-II and scipy.spatial would cost every other command's start-up.
+    from ..pareto import SWEEP_LABEL, Sweep, budget_points, latency_points, run_pareto, scaled_params
 
     if args.latency is not None and args.latency_table is None:
         raise ValueError("--latency: expected --latency-table TABLE (written by `run.py profile`) to predict it from")
@@ -138,7 +143,9 @@ def _show(console, run: dict, out: Path) -> None:
     console.print("; ".join(parts))
     if run["carried"]:
         console.print(f"[yellow]{run['carried']} budget(s) took a smaller budget's design: its search scored lower[/]")
-    for s in run["references_skipped"]:
-        console.print(f"[dim]published {s['name']}: {s['reason']}[/]")
+    if run["references_skipped"]:
+        # One line: the reasons (blocks, strides, head, image size) are in pareto.json.
+        names = ", ".join(s["name"] for s in run["references_skipped"])
+        console.print(f"[dim]published networks not comparable with this template (see pareto.json): {names}[/]")
     files = ["pareto.json", "pareto.png"] + (["genotype-<budget>.json"] if run["points"] else [])
     console.print(f"wrote {', '.join(files)} to {out} in {run['wall_seconds']:.1f} s")

@@ -11,7 +11,10 @@ from ..config import load_config, preset_names
 
 def add_parser(sub) -> None:
     p = sub.add_parser("profile", help="measure this machine's op latencies for a preset's search space into a table "
-                                       "(then: search --latency 5ms --latency-table TABLE)")
+                                       "(then: search --latency 5ms --latency-table TABLE)",
+                       description="Time, on this machine, every operator a preset's search space can produce and write "
+                       "a latency table; search, pareto and inspect then predict a network's latency from it "
+                       "(--latency-table) and can budget it (--latency).")
     p.add_argument("--config", nargs="+", default=None, metavar="PRESET",
                    help="presets (or TOML paths) whose spaces to cover, or 'all'; default mb-29m")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time (default cpu)")

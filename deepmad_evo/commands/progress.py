@@ -9,7 +9,7 @@ from pathlib import Path
 from ..costs import network_costs
 from ..search import run_search
 from ..units import expand
-from .common import PRESET_OF_DATASET, resolve_train_config
+from .common import PRESET_OF_DATASET, resolve_train_config, train_run_dir
 
 
 def search_with_progress(cfg, console):
@@ -68,7 +68,8 @@ def cross_check_with_progress(source, cfg, console, *, random_starts: int | None
 def print_verified(console, genotype) -> None:
     """Build ``genotype`` once on CPU and print its live params/MACs next to the closed form (torch convention).
 
-    Used after a search (``--no-build`` skips it); prints a note instead when torch is not installed.
+    Used after a search with ``--build-check``; prints a note instead when torch is not installed. This checks
+    the decoder against the closed form, not the budgets.
     """
     try:
         from ..model import verify_costs
@@ -82,8 +83,8 @@ def print_verified(console, genotype) -> None:
     def mark(a, b):
         return "[green]✓[/]" if a == b else f"[red]✗ closed form {b:,}[/]"
 
-    console.print(f"built on CPU (torch convention, classifier included): params {params:,} {mark(params, closed.params)}"
-                  f"   MACs {macs:,} {mark(macs, closed.macs)}")
+    console.print(f"build check (live nn.Module = closed form, torch convention, classifier included; not a budget "
+                  f"check): params {params:,} {mark(params, closed.params)}   MACs {macs:,} {mark(macs, closed.macs)}")
 
 
 def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None = None, name: str | None = None) -> int:
@@ -93,7 +94,7 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
         genotype: the network to decode and train.
         args: parsed flags of ``add_train_options`` (plus the optional train_seed, train_image_size).
         console: rich console; silenced on every torchrun process but the first.
-        out: run folder; default ``runs/train-<name>-<dataset>``.
+        out: run folder; default ``runs/train-<name>-<genotype hash>-<dataset>``.
         name: names the default run folder (default "genotype").
 
     Returns:
@@ -102,13 +103,13 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     from ..genotype import save_genotype
     from ..train import CHECKPOINT, build_data, make_model, train
 
-    cfg = resolve_train_config(args)
+    cfg = resolve_train_config(args, notify=lambda line: console.print(f"[yellow]notice:[/] {line}"))
     if cfg.image_size == 0:
         cfg = cfg.with_overrides(image_size=genotype.image_size)
     main_process = int(os.environ.get("RANK", "0")) == 0
     if not main_process:
         console.quiet = True  # torchrun: only the first process reports
-    out = out or Path("runs") / f"train-{name or 'genotype'}-{cfg.dataset}"
+    out = out or train_run_dir(genotype, name, cfg.dataset)
     resume = bool(getattr(args, "resume", False))
 
     if getattr(args, "evaluate_only", False):
@@ -177,6 +178,8 @@ class _ProgressView:
                                    TimeRemainingColumn)
 
         self.console = console
+        # Output to a file or a pipe gets no live bar: a plain line per step event instead.
+        self.lines = not console.is_terminal
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
                                  TextColumn("{task.fields[speed]} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -199,6 +202,11 @@ class _ProgressView:
                 + (f"; resumed after epoch {info['start_epoch']}" if info["resumed"] else ""))
             if event.epoch >= event.epochs:
                 self.console.print(f"[dim]all {event.epochs} epochs were already trained[/]")
+        elif event.kind == "step" and self.lines:
+            # Step events come every log_every steps (the recipe's run.log_every).
+            done = event.step - event.epoch * event.steps_per_epoch
+            self.console.print(f"epoch {event.epoch + 1}/{event.epochs} step {done}/{event.steps_per_epoch}  "
+                               f"loss {event.loss:.4f}  lr {event.lr:.4g}  {event.images_per_s:,.0f} img/s")
         elif event.kind == "step":
             description = f"epoch {event.epoch + 1}/{event.epochs}"
             done = event.step - event.epoch * event.steps_per_epoch

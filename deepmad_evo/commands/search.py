@@ -14,21 +14,35 @@ from ..genotype import save_genotype
 from ..io import atomic_write_text
 from ..render import print_cross_check, print_latency, print_report
 from ..report import genotype_report
-from .common import add_search_options, add_train_options, resolve_config, resolve_train_config, search_run_dir
+from .common import (add_search_options, add_train_options, params_scaled, resolve_config, resolve_train_config,
+                     run_identity, search_run_dir)
 from .progress import cross_check_with_progress, print_verified, search_with_progress, train_genotype
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("search", help="search the best network for a budget (default command)")
-    add_search_options(p)
-    p.add_argument("--out", default=None, help="run directory (default runs/<config>-<budget>-s<seed>-<hash>)")
-    p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result")
+    p = sub.add_parser(
+        "search", help="search the best network for a budget (default command)",
+        description="Design the network with the highest DeepMAD objective under MAC/params budgets and ρ ≤ ρ0 "
+        "and write genotype.json and run.json into a run directory. Budgets are MACs (multiply-accumulates, the "
+        "paper's 'FLOPs'), counted in the preset's cost convention (see `presets` and docs/costs.md). Running the "
+        "same command again shows the stored result instantly.")
+    add_search_options(p, config_help="preset name (r18, r34, r50, mb-29m, mb-50m, mb-89m, b0, mbv2, tiny; list: "
+                                      "`presets`) or a TOML file; default mb-29m")
+    p.add_argument("--out", default=None, help="run directory (default runs/<label>-<budget>-s<seed>-<hash of every "
+                                               "option that changes the result>)")
+    p.add_argument("--force", action="store_true", help="search again even if the run directory holds this result, "
+                                                        "or replace a different search stored there")
+    p.add_argument("--build-check", action="store_true",
+                   help="also build the winner with torch on CPU and check its live params/MACs against the closed "
+                        "form (a few seconds to a minute)")
     p.add_argument("--no-build", action="store_true",
-                   help="do not build the winner to verify its params/MACs (nor time it under a latency budget)")
+                   help="under a --latency budget, do not time the winner on this device (otherwise ignored: "
+                        "building is opt-in with --build-check)")
     p.add_argument("--train", action="store_true", help="then train the winner into OUT/train (flags as for `train`)")
     add_train_options(p, config_flag="--train-config")
     p.add_argument("--cross-check", action="store_true",
-                   help="cross-check the GA against the continuous relaxation (SLSQP); keep the better genotype")
+                   help="cross-check the GA against the continuous relaxation (SLSQP); keep the better genotype "
+                        "(a separate run: part of the run's identity)")
 
 
 def versions() -> dict:
@@ -39,28 +53,42 @@ def versions() -> dict:
             "pymoo": pymoo.__version__}
 
 
+def design_of(cfg) -> dict:
+    """What is stored with the genotype so that ``inspect`` checks it the way the search did."""
+    b, o = cfg.budget, cfg.objective
+    return {"preset": cfg.name, "convention": o.convention, "macs": b.macs, "params": b.params, "rho": b.rho,
+            "alpha": None if o.alpha is None else list(o.alpha), "beta": o.beta, "seed": cfg.search.seed}
+
+
 def run(args: argparse.Namespace, console) -> int:
+    from ..config import load_config
+
     cfg = resolve_config(args)
+    scaled = params_scaled(args, load_config(args.config))
     if args.cross_check and cfg.budget.latency is not None:
         raise ValueError("--cross-check: the continuous relaxation does not model latency; "
                          "expected no --cross-check with a --latency budget")
     if args.train:
         resolve_train_config(args)  # bad training flags fail now, not after the search
-    out = Path(args.out) if args.out else search_run_dir(cfg)
+    out = Path(args.out) if args.out else search_run_dir(cfg, args.cross_check)
     run_file = out / "run.json"
+    wanted = run_identity(cfg, args.cross_check)
     if run_file.is_file() and not args.force:
         previous = _load_previous(run_file)
-        if (previous is not None and previous.get("config") == cfg.to_dict()
-                and previous.get("latency_table_sha1") == table_digest(cfg)
-                and (not args.cross_check or "cross_check" in previous)):
+        same = previous is not None and _identity_of(previous) == wanted
+        if same and previous.get("latency_table_sha1") == table_digest(cfg):
             from ..genotype import Genotype
 
             genotype = Genotype.from_dict(previous["genotype"])
-            console.print(f"[dim]{out} already holds this search (same config and seed); showing it (--force to redo)[/]")
-            _show(console, cfg, genotype, not args.no_build)
+            console.print(f"[dim]{out} already holds this search (same options and seed); showing it (--force to redo)[/]")
+            _show(console, cfg, genotype, args.build_check, scaled)
             if previous.get("latency"):
                 print_latency(console, previous["latency"])
             return train_genotype(genotype, args, console, out / "train") if args.train else 0
+        # The same search with a re-measured latency table is stale: it is redone in place.
+        if previous is not None and previous.get("command") == "search" and not same:
+            raise ValueError(f"--out: {out} holds a different search ({_difference(previous, wanted)}); "
+                             "use another --out, or --force to replace it")
     started = time.time()
     result = search_with_progress(cfg, console)
     genotype, objective, cross = result.genotype, result.objective, None
@@ -70,19 +98,19 @@ def run(args: argparse.Namespace, console) -> int:
         objective = cross.rounded_objective if cross.improved else objective
     record = {
         "format": "deepmad-evo/run/1", "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
-        "versions": versions(), "started": started, "wall_seconds": result.seconds, "evaluations": result.n_evals,
-        "feasible": result.feasible, "objective": objective, "genotype": genotype.to_dict(),
-        "text": genotype.to_text(), "history": list(result.history),
+        "identity": wanted, "versions": versions(), "started": started, "wall_seconds": result.seconds,
+        "evaluations": result.n_evals, "feasible": result.feasible, "objective": objective,
+        "genotype": genotype.to_dict(), "text": genotype.to_text(), "history": list(result.history),
     }
     if cfg.budget.latency_table is not None:
         record["latency_table_sha1"] = table_digest(cfg)
     if cross is not None:
         record["cross_check"] = cross.to_dict()
-    save_genotype(genotype, out / "genotype.json")
+    save_genotype(genotype, out / "genotype.json", design=design_of(cfg))
     atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
     if cross is not None:
         print_cross_check(console, cross, title=f"{cfg.name}: GA vs continuous relaxation", returned=True)
-    _show(console, cfg, genotype, not args.no_build)
+    _show(console, cfg, genotype, args.build_check, scaled)
     if cfg.budget.latency is not None:
         from ..latency.profile import time_winner
 
@@ -93,9 +121,30 @@ def run(args: argparse.Namespace, console) -> int:
     return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
 
-def _show(console, cfg, genotype, build: bool = True) -> None:
+def _identity_of(record: dict) -> dict:
+    # Runs written before the identity was recorded: a plain search unless it holds a cross-check.
+    return record.get("identity") or {"config": record.get("config"), "cross_check": "cross_check" in record}
+
+
+def _difference(previous: dict, wanted: dict) -> str:
+    old = _identity_of(previous)
+    if old.get("cross_check") != wanted["cross_check"]:
+        return "with --cross-check" if old.get("cross_check") else "without --cross-check"
+    a, b = old.get("config") or {}, wanted["config"]
+    keys = [f"{k}.{kk}" for k in b if isinstance(b[k], dict) and isinstance(a.get(k), dict)
+            for kk in b[k] if a[k].get(kk) != b[k][kk]] + [k for k in b if not isinstance(b[k], dict) and a.get(k) != b[k]]
+    return "differs in " + ", ".join(keys[:4]) if keys else "other options"
+
+
+def _show(console, cfg, genotype, build: bool = False, scaled: bool = False) -> None:
     report = genotype_report(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention, cfg.budget)
     print_report(console, report, title=f"{cfg.name}: best network")
+    b = cfg.budget
+    if scaled:
+        console.print(f"[dim]params budget {b.params / 1e6:.2f} M: the preset's params budget scaled with --budget "
+                      "(same params/MACs ratio; --params sets it)[/]")
+    console.print(f"[dim]budgets checked in the {cfg.objective.convention} convention (MACs, the paper's 'FLOPs'); "
+                  "`inspect` of this run checks the same budgets[/]")
     if build:
         print_verified(console, genotype)
 

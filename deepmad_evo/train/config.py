@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..resources import recipe_dir
 from ..schema import ConfigError, boolean, choice, integer, number, read_toml, sequence, string
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
+CONFIG_DIR = recipe_dir()
 DEFAULT_PRESET = "imagenet"
 DATASETS = ("imagefolder", "cifar100", "fake", "digits")
 CROPS = ("resized", "padded", "center")

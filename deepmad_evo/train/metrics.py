@@ -42,16 +42,17 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> None:
     def series(key):
         return [math.nan if row.get(key) is None else row[key] for row in history]
 
+    dots = {"marker": "o", "markersize": 3}  # a one-epoch run is a single point: a line alone would not show it
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].plot(epochs, series("train_loss"), label="train")
-    axes[0].plot(epochs, series("val_loss"), label="val")
+    axes[0].plot(epochs, series("train_loss"), label="train", **dots)
+    axes[0].plot(epochs, series("val_loss"), label="val", **dots)
     axes[0].set_title("loss")
-    axes[1].plot(epochs, series("val_top1"), label="top-1")
-    axes[1].plot(epochs, series("val_top5"), label="top-5")
+    axes[1].plot(epochs, series("val_top1"), label="top-1", **dots)
+    axes[1].plot(epochs, series("val_top5"), label="top-5", **dots)
     if any(row.get("ema_val_top1") is not None for row in history):
-        axes[1].plot(epochs, series("ema_val_top1"), label="EMA top-1")
+        axes[1].plot(epochs, series("ema_val_top1"), label="EMA top-1", **dots)
     axes[1].set_title("validation accuracy (%)")
-    axes[2].plot(epochs, series("lr"))
+    axes[2].plot(epochs, series("lr"), **dots)
     axes[2].set_title("learning rate (end of epoch)")
     for ax in axes:
         ax.set_xlabel("epoch")
