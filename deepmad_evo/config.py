@@ -15,8 +15,9 @@ import numpy as np
 from .costs import CONVENTIONS
 from .genotype import BLOCKS, RESNET_BLOCKS
 from .io import jsonable
+from .limits import shown
 from .objective import DEFAULT_BETA, check_alpha
-from . import schema
+from . import limits, schema
 from .problem import Budget
 from .resources import preset_dir
 from .schema import ConfigError, boolean, choice, integer, number, read_toml, sequence, take
@@ -44,18 +45,21 @@ def parse_quantity(text: Any, field: str) -> float:
         ConfigError: naming ``field`` and the value when it is not a positive quantity.
     """
     if isinstance(text, bool):
-        raise ConfigError(f"{field}: expected a positive number with an optional K/M/G/T suffix, got {text!r}")
+        raise ConfigError(f"{field}: expected a positive number with an optional K/M/G/T suffix, got {shown(text)}")
     if isinstance(text, (int, float)):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:
+            value = float("inf")
     else:
-        m = _QUANTITY.match(str(text))
-        if not m:
+        m = _QUANTITY.match(str(text)[:200])
+        if not m or len(str(text)) > 200:
             raise ConfigError(
-                f"{field}: expected a positive number with an optional K/M/G/T suffix (e.g. 4.5G), got {text!r}"
+                f"{field}: expected a positive number with an optional K/M/G/T suffix (e.g. 4.5G), got {shown(text)}"
             )
         value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
     if not np.isfinite(value) or value <= 0:
-        raise ConfigError(f"{field}: expected a positive number, got {text!r}")
+        raise ConfigError(f"{field}: expected a positive finite number, got {shown(text)}")
     return value
 
 
@@ -115,16 +119,24 @@ class Config:
             raise ConfigError("space: a template mixing ResNet and MobileNet blocks needs explicit expansion and kernels")
         defaults = FAMILY_DEFAULTS[fam.pop()]
         lo, hi, step = sp.expansion or defaults["expansion"]
-        n = int(round((hi - lo) / step)) + 1
+        n = _grid_size("space.expansion", lo, hi, step, 1e-9, limits.MAX_EXPANSION)
         expansions = tuple(float(round(lo + i * step, 6)) for i in range(n))
         kernels = tuple(sp.kernels or defaults["kernels"])
+        for kernel in kernels:
+            if kernel % 2 == 0 or kernel > limits.MAX_KERNEL:
+                raise ConfigError(f"space.kernels: expected odd integers in [1, {limits.MAX_KERNEL}], got {shown(kernel)}")
         S = t.num_stages
         dmin, dmax = sp.depth
+        if not 1 <= dmin <= dmax <= limits.MAX_DEPTH:
+            raise ConfigError(f"space.depth: expected [min, max] with 1 <= min <= max <= {limits.MAX_DEPTH}, "
+                              f"got {shown(list(sp.depth))}")
         depth_max = [dmax] * S
         if sp.first_stage_max_depth is not None:
             depth_max[0] = min(dmax, sp.first_stage_max_depth)
         a, b, c = sp.stem_channels
         x, y, z = sp.channels
+        _grid_size("space.stem_channels", a, b, c, 1, limits.MAX_CHANNELS)
+        _grid_size("space.channels", x, y, z, 1, limits.MAX_CHANNELS)
         return SearchSpace(t, tuple(range(a, b + 1, c)), tuple(range(x, y + 1, z)), expansions, kernels,
                            (dmin,) * S, tuple(depth_max), sp.multiple)
 
@@ -153,6 +165,10 @@ class Config:
                     rho = FAMILY_DEFAULTS[family(block)]["rho"]
             cfg = replace(cfg, template=t, space=sp)
         if image_size is not None:
+            if isinstance(image_size, bool) or not isinstance(image_size, int) \
+                    or not 1 <= image_size <= limits.MAX_IMAGE_SIDE:
+                raise ConfigError(f"--image-size: expected an integer in [1, {limits.MAX_IMAGE_SIDE}], "
+                                  f"got {shown(image_size)}")
             try:
                 cfg = replace(cfg, template=replace(cfg.template, image_size=int(image_size)))
             except ValueError as exc:
@@ -167,9 +183,11 @@ class Config:
         o = cfg.objective
         if convention is not None and convention not in CONVENTIONS:
             raise ConfigError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
-        o = replace(o, convention=convention or o.convention, alpha=o.alpha if alpha is None else tuple(alpha),
-                    beta=o.beta if beta is None else float(beta))
-        s = cfg.search if seed is None else replace(cfg.search, seed=int(seed))
+        if alpha is not None:
+            alpha = tuple(number()(a, "--alpha") for a in alpha)
+        o = replace(o, convention=convention or o.convention, alpha=o.alpha if alpha is None else alpha,
+                    beta=o.beta if beta is None else number()(beta, "--beta"))
+        s = cfg.search if seed is None else replace(cfg.search, seed=integer(0, limits.MAX_SEED)(seed, "--seed"))
         cfg = replace(cfg, budget=b, objective=o, search=s)
         cfg.validate()
         return cfg
@@ -186,9 +204,24 @@ class Config:
 
 
 def _positive(v, field):
-    if not (isinstance(v, (int, float)) and v > 0):
-        raise ConfigError(f"{field}: expected a positive number, got {v!r}")
+    if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0 and np.isfinite(v)):
+        raise ConfigError(f"{field}: expected a positive finite number, got {shown(v)}")
     return float(v)
+
+
+def _grid_size(field: str, lo, hi, step, low: float, high: float) -> int:
+    """Number of values of a [min, max, step] grid, refused before it is built when it is absurd."""
+    for v in (lo, hi, step):
+        if not np.isfinite(v):
+            raise ConfigError(f"{field}: expected finite numbers [min, max, step], got {shown([lo, hi, step])}")
+    if not (low <= lo <= hi <= high and step > 0):
+        raise ConfigError(f"{field}: expected [min, max, step] with {low:g} <= min <= max <= {high:g} and step > 0, "
+                          f"got {shown([lo, hi, step])}")
+    n = (hi - lo) / step + 1
+    if n > limits.MAX_GRID:
+        raise ConfigError(f"{field}: [min, max, step] = {shown([lo, hi, step])} gives {n:,.0f} values; "
+                          f"expected at most {limits.MAX_GRID} (raise the step)")
+    return int(round(n - 1)) + 1
 
 
 def _time(v, f):
@@ -224,7 +257,8 @@ def load_config(source: str | Path | None = None) -> Config:
         raise ConfigError(f"{src}: missing [template] table")
     t = take(top["template"], "template", {
         "blocks": sequence(choice(BLOCKS)), "strides": sequence(integer()), "head": integer(), "stem_kernel": _POS,
-        "stem_stride": integer(), "image_size": _POS, "in_channels": _POS, "num_classes": _POS}, src)
+        "stem_stride": integer(), "image_size": integer(1, limits.MAX_IMAGE_SIDE),
+        "in_channels": integer(1, limits.MAX_IN_CHANNELS), "num_classes": integer(1, limits.MAX_CLASSES)}, src)
     if "blocks" not in t or "strides" not in t:
         raise ConfigError(f"{src}: template.blocks and template.strides are required")
     head = t.pop("head", 0)
@@ -251,10 +285,13 @@ def load_config(source: str | Path | None = None) -> Config:
         "alpha": sequence(number()), "beta": number(), "convention": choice(CONVENTIONS)}, src)
     objective = ObjectiveConfig(**o)
     s = take(top.get("search", {}), "search", {
-        "pop_size": _POS, "generations": _POS, "restarts": _POS, "chains": _POS, "polish_top": _POS,
-        "perturbations": integer(0), "finish": integer(0), "local_search": boolean, "pair_steps": sequence(_POS),
+        "pop_size": integer(1, limits.MAX_POP_SIZE), "generations": integer(1, limits.MAX_COUNT),
+        "restarts": integer(1, limits.MAX_COUNT), "chains": integer(1, limits.MAX_CHAINS),
+        "polish_top": integer(1, limits.MAX_COUNT), "perturbations": integer(0, limits.MAX_COUNT),
+        "finish": integer(0, limits.MAX_COUNT), "local_search": boolean, "pair_steps": sequence(_POS),
         "crossover_prob": number(0, 1), "crossover_eta": number(0, open_low=True),
-        "mutation_eta": number(0, open_low=True), "seed": integer(), "jobs": integer(0)}, src)
+        "mutation_eta": number(0, open_low=True), "relax": integer(0, limits.MAX_COUNT), "relax_evaluations": _POS,
+        "seed": integer(0, limits.MAX_SEED), "jobs": integer(0, 4096)}, src)
     c = take(top.get("crosscheck", {}), "crosscheck", {
         "starts": integer(0), "tolerance": number(0, 1, open_low=True, open_high=True), "maxiter": _POS,
         "polish_iterations": integer(0), "polish_starts": _POS}, src)

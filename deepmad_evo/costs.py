@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .units import AvgPool, BlockOps, Conv, Network, block_ops
+from .limits import LimitError
+from .units import AvgPool, BlockOps, Conv, Network, block_ops, expand
 
 CONVENTIONS = ("torch", "tinynas")
 
@@ -125,3 +126,50 @@ def network_costs(network: Network, convention: str = "torch") -> Costs:
     if convention == "torch":
         macs, params = int(macs), int(params)
     return Costs(macs, params, tuple(um), tuple(up), convention)
+
+
+# ---------------------------------------------------------------- memory a built network needs
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), ``None`` where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def network_memory(genotype, batch: int = 1, training: bool = False, num_classes: int | None = None) -> int:
+    """Rough upper estimate of the bytes needed to build ``genotype`` and run (or train) a batch in float32.
+
+    Weights (×4 when training: gradients, momentum, an EMA copy) plus activations: the largest
+    feature map twice for inference; every layer's output, normalised and activated, when training.
+    """
+    net = expand(genotype)
+    params = network_costs(net, "torch").params
+    classes = genotype.num_classes if num_classes is None else num_classes
+    params += (classes - genotype.num_classes) * (net.out_channels + 1)
+    largest = stored = 0
+    for u in net.units:
+        area = int(u.r_in) ** 2
+        for layer in u.layers:
+            size = int(layer.c_out) * area
+            largest = max(largest, size, int(layer.c_in) * area)
+            stored += 3 * size
+    activations = stored if training else 2 * largest
+    return 4 * (int(params) * (4 if training else 1) + batch * activations)
+
+
+def check_memory(genotype, batch: int = 1, training: bool = False, num_classes: int | None = None,
+                 field: str = "genotype") -> None:
+    """Refuse, before anything is allocated, a network that cannot fit in the memory available."""
+    need = network_memory(genotype, batch, training, num_classes)
+    have = available_memory()
+    if have is not None and need > have:
+        gib = 2**30
+        raise LimitError(f"{field}: {'training' if training else 'building and running'} this network needs about "
+                         f"{need / gib:,.1f} GiB (batch {batch}), more than the {have / gib:,.1f} GiB available; "
+                         "expected a smaller network, image size or batch")

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import io, limits
 from .io import atomic_write_text
+from .limits import shown
 
 FORMAT = "deepmad-evo/genotype/1"
 BLOCKS = ("basic", "bottleneck", "mbconv", "mbconv_se")
@@ -45,23 +47,35 @@ class GenotypeError(ValueError):
     """A genotype (or a file claiming to be one) is malformed."""
 
 
-def _int(value: Any, where: str, minimum: int = 1) -> int:
+# Largest value per field name (channel widths otherwise), from ``limits``.
+_MAXIMUM = {"depth": limits.MAX_DEPTH, "image_size": limits.MAX_IMAGE_SIDE, "in_channels": limits.MAX_IN_CHANNELS,
+            "num_classes": limits.MAX_CLASSES}
+
+
+def _int(value: Any, where: str, minimum: int = 1, maximum: int | None = None) -> int:
+    if maximum is None:
+        maximum = _MAXIMUM.get(where.rsplit(".", 1)[-1], limits.MAX_CHANNELS)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GenotypeError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+        raise GenotypeError(f"{where}: expected an integer >= {minimum}, got {shown(value)}")
     if value < minimum:
         raise GenotypeError(f"{where}: expected an integer >= {minimum}, got {value}")
+    if value > maximum:
+        raise GenotypeError(f"{where}: expected an integer <= {maximum} (the largest this tool builds), "
+                            f"got {shown(value)}")
     return value
 
 
 def _kernel(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise GenotypeError(f"{where}: expected an odd integer >= 1, got {value!r}")
+        raise GenotypeError(f"{where}: expected an odd integer >= 1, got {shown(value)}")
+    if value > limits.MAX_KERNEL:
+        raise GenotypeError(f"{where}: expected an odd integer <= {limits.MAX_KERNEL}, got {shown(value)}")
     return value
 
 
 def _stride(value: Any, where: str) -> int:
     if isinstance(value, bool) or value not in (1, 2):
-        raise GenotypeError(f"{where}: expected 1 or 2, got {value!r}")
+        raise GenotypeError(f"{where}: expected 1 or 2, got {shown(value)}")
     return value
 
 
@@ -95,7 +109,7 @@ class Stage:
 
     def validate(self, where: str) -> None:
         if self.block not in BLOCKS:
-            raise GenotypeError(f"{where}.block: expected one of {', '.join(BLOCKS)}, got {self.block!r}")
+            raise GenotypeError(f"{where}.block: expected one of {', '.join(BLOCKS)}, got {shown(self.block)}")
         _int(self.out, f"{where}.out")
         _int(self.btn, f"{where}.btn")
         _kernel(self.k, f"{where}.k")
@@ -131,6 +145,8 @@ class Genotype:
         _int(self.num_classes, "num_classes")
         if not self.stages:
             raise GenotypeError("stages: expected at least one stage, got none")
+        if len(self.stages) > limits.MAX_STAGES:
+            raise GenotypeError(f"stages: expected at most {limits.MAX_STAGES} stages, got {len(self.stages)}")
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, Stage):
                 raise GenotypeError(f"stages[{i}]: expected a Stage, got {type(stage).__name__}")
@@ -181,26 +197,26 @@ class Genotype:
         if "design" in data and not isinstance(data["design"], Mapping):
             raise GenotypeError(f"design: expected an object (how the genotype was designed), got {data['design']!r}")
         if data["format"] != FORMAT:
-            raise GenotypeError(f"format: expected {FORMAT!r}, got {data['format']!r}")
+            raise GenotypeError(f"format: expected {FORMAT!r}, got {shown(data['format'])}")
         stem = data["stem"]
         if not isinstance(stem, Mapping):
-            raise GenotypeError(f"stem: expected an object, got {stem!r}")
+            raise GenotypeError(f"stem: expected an object, got {shown(stem)}")
         _keys(stem, "stem", required={"out", "k", "s"})
         stem_ = Stem(_int(stem["out"], "stem.out"), _kernel(stem["k"], "stem.k"), _stride(stem["s"], "stem.s"))
         stages = data["stages"]
         if not isinstance(stages, list) or not stages:
-            raise GenotypeError(f"stages: expected a non-empty list, got {stages!r}")
+            raise GenotypeError(f"stages: expected a non-empty list, got {shown(stages)}")
         parsed = []
         for i, st in enumerate(stages):
             where = f"stages[{i}]"
             if not isinstance(st, Mapping):
-                raise GenotypeError(f"{where}: expected an object, got {st!r}")
+                raise GenotypeError(f"{where}: expected an object, got {shown(st)}")
             _keys(st, where, required={"block", "out", "btn", "k", "s", "depth"})
             parsed.append(_stage(st["block"], st["out"], st["btn"], st["k"], st["s"], st["depth"], where))
         head = data.get("head")
         if head is not None:
             if not isinstance(head, Mapping):
-                raise GenotypeError(f"head: expected an object or null, got {head!r}")
+                raise GenotypeError(f"head: expected an object or null, got {shown(head)}")
             _keys(head, "head", required={"out"})
             head = Head(_int(head["out"], "head.out"))
         return cls(
@@ -215,9 +231,9 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str) -> "Genotype":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GenotypeError(f"genotype: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+            data = io.loads_json(text, "genotype")
+        except ValueError as exc:
+            raise GenotypeError(str(exc)) from None
         return cls.from_dict(data)
 
     # ---------------------------------------------------------------- text
@@ -233,24 +249,28 @@ class Genotype:
 
     @classmethod
     def from_text(cls, text: str) -> "Genotype":
+        if not isinstance(text, str):
+            raise GenotypeError(f"genotype text: expected a string, got {type(text).__name__}")
         tokens = text.split()
         if len(tokens) < 3:
             raise GenotypeError(
-                f"genotype text: expected 'i<size>_c<in>_n<classes> stem_... <stage>...', got {text!r}"
+                f"genotype text: expected 'i<size>_c<in>_n<classes> stem_... <stage>...', got {shown(text)}"
             )
+        if len(tokens) > limits.MAX_STAGES + 3:
+            raise GenotypeError(f"genotype text: expected at most {limits.MAX_STAGES} stages, got {len(tokens) - 2} tokens")
         header = _fields(tokens[0], "header", "", {"i", "c", "n"})
         stem = _fields(tokens[1], "stem", "stem", {"k", "s", "c"})
         stages, head = [], None
         for pos, token in enumerate(tokens[2:]):
             kind = token.split("_", 1)[0]
             if head is not None:
-                raise GenotypeError(f"genotype text: token {token!r} after the head; the head must come last")
+                raise GenotypeError(f"genotype text: token {shown(token)} after the head; the head must come last")
             if kind == "head":
                 head = Head(_fields(token, "head", "head", {"c"})["c"])
                 continue
             if kind not in _TOKEN_BLOCK:
                 raise GenotypeError(
-                    f"genotype text: unknown token {token!r}; expected a stage "
+                    f"genotype text: unknown token {shown(token)}; expected a stage "
                     f"({', '.join(_TOKEN_BLOCK)}) or head_c<N>"
                 )
             f = _fields(token, f"stages[{len(stages)}]", kind, {"d", "k", "s", "b", "c"})
@@ -265,9 +285,14 @@ class Genotype:
     def from_tinynas(cls, text: str, image_size: int = 224, num_classes: int = 1000) -> "Genotype":
         """Read a TinyNAS structure file (a Python literal; parsed with ``ast.literal_eval``)."""
         try:
+            io.check_depth(text, "structure file", python=True)
+        except ValueError as exc:
+            raise GenotypeError(str(exc)) from None
+        try:
             data = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError) as exc:
-            raise GenotypeError(f"structure file: not a Python literal ({type(exc).__name__}: {exc})") from None
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+            raise GenotypeError(f"structure file: not a Python literal ({type(exc).__name__}: "
+                                f"{str(exc)[:limits.SHOWN]})") from None
         if isinstance(data, Mapping):
             if "best_structures" not in data:
                 raise GenotypeError("structure file: expected a 'best_structures' key")
@@ -281,10 +306,10 @@ class Genotype:
             raise GenotypeError("best_structures[0]: expected a list of at least a stem and one stage")
         for i, b in enumerate(blocks):
             if not isinstance(b, Mapping) or "class" not in b:
-                raise GenotypeError(f"best_structures[0][{i}]: expected a dict with a 'class' key, got {b!r}")
+                raise GenotypeError(f"best_structures[0][{i}]: expected a dict with a 'class' key, got {shown(b)}")
         first = blocks[0]
         if first["class"] != "ConvKXBNRELU":
-            raise GenotypeError(f"best_structures[0][0].class: expected 'ConvKXBNRELU' (stem), got {first['class']!r}")
+            raise GenotypeError(f"best_structures[0][0].class: expected 'ConvKXBNRELU' (stem), got {shown(first['class'])}")
         stem = Stem(_int(first.get("out"), "stem.out"), _kernel(first.get("k"), "stem.k"), _stride(first.get("s"), "stem.s"))
         in_channels = _int(first.get("in", 3), "in_channels")
         stages, head = [], None
@@ -295,15 +320,15 @@ class Genotype:
                 if i != len(blocks) - 1:
                     raise GenotypeError(f"{where}: a ConvKXBNRELU head is only allowed last")
                 if b.get("k", 1) != 1 or b.get("s", 1) != 1:
-                    raise GenotypeError(f"{where}: expected a 1x1 stride-1 head conv, got k={b.get('k')} s={b.get('s')}")
+                    raise GenotypeError(f"{where}: expected a 1x1 stride-1 head conv, got k={shown(b.get('k'))} s={shown(b.get('s'))}")
                 head = Head(_int(b.get("out"), "head.out"))
                 continue
             if b["class"] not in _TINYNAS_BLOCK:
                 raise GenotypeError(
-                    f"{where}.class: expected one of {', '.join(_TINYNAS_BLOCK)} or ConvKXBNRELU, got {b['class']!r}"
+                    f"{where}.class: expected one of {', '.join(_TINYNAS_BLOCK)} or ConvKXBNRELU, got {shown(b['class'])}"
                 )
             if "in" in b and b["in"] != prev:
-                raise GenotypeError(f"{where}.in: expected {prev} (the previous output), got {b['in']!r}")
+                raise GenotypeError(f"{where}.in: expected {prev} (the previous output), got {shown(b['in'])}")
             stages.append(_stage(_TINYNAS_BLOCK[b["class"]], b.get("out"), b.get("btn"), b.get("k"), b.get("s"),
                                  b.get("L"), f"stages[{len(stages)}]"))
             prev = stages[-1].out
@@ -312,7 +337,7 @@ class Genotype:
 
 def _stage(block, out, btn, k, s, depth, where) -> Stage:
     if block not in BLOCKS:
-        raise GenotypeError(f"{where}.block: expected one of {', '.join(BLOCKS)}, got {block!r}")
+        raise GenotypeError(f"{where}.block: expected one of {', '.join(BLOCKS)}, got {shown(block)}")
     return Stage(block, _int(out, f"{where}.out"), _int(btn, f"{where}.btn"), _kernel(k, f"{where}.k"),
                  _stride(s, f"{where}.s"), _int(depth, f"{where}.depth"))
 
@@ -320,7 +345,7 @@ def _stage(block, out, btn, k, s, depth, where) -> Stage:
 def _keys(data: Mapping, where: str, required: set, optional: set = frozenset()) -> None:
     unknown = sorted(set(data) - required - set(optional))
     if unknown:
-        raise GenotypeError(f"{where}: unknown key {unknown[0]!r}; expected keys {', '.join(sorted(required | set(optional)))}")
+        raise GenotypeError(f"{where}: unknown key {shown(unknown[0])}; expected keys {', '.join(sorted(required | set(optional)))}")
     missing = sorted(required - set(data))
     if missing:
         raise GenotypeError(f"{where}.{missing[0]}: missing")
@@ -330,22 +355,25 @@ def _fields(token: str, where: str, kind: str, keys: set) -> dict:
     parts = token.split("_")
     if kind:
         if parts[0] != kind:
-            raise GenotypeError(f"genotype text: expected a {kind!r} token, got {token!r}")
+            raise GenotypeError(f"genotype text: expected a {kind!r} token, got {shown(token)}")
         parts = parts[1:]
     out: dict[str, int] = {}
     for p in parts:
         key, digits = p[:1], p[1:]
-        if key not in keys or not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
+        # ASCII digits only: str.isdigit() also accepts superscripts, which int() then refuses.
+        if key not in keys or not (digits.isascii() and digits.isdigit()) or (len(digits) > 1 and digits[0] == "0"):
             raise GenotypeError(
-                f"genotype text: {where}: bad field {p!r} in {token!r}; expected "
+                f"genotype text: {where}: bad field {shown(p)} in {shown(token)}; expected "
                 f"{'_'.join(k + '<int>' for k in sorted(keys))}"
             )
+        if len(digits) > 9:
+            raise GenotypeError(f"genotype text: {where}: field {shown(p)} is too large; expected at most 9 digits")
         if key in out:
-            raise GenotypeError(f"genotype text: {where}: field {key!r} given twice in {token!r}")
+            raise GenotypeError(f"genotype text: {where}: field {key!r} given twice in {shown(token)}")
         out[key] = int(digits)
     missing = sorted(keys - set(out))
     if missing:
-        raise GenotypeError(f"genotype text: {where}: missing field {missing[0]!r} in {token!r}")
+        raise GenotypeError(f"genotype text: {where}: missing field {missing[0]!r} in {shown(token)}")
     return out
 
 
@@ -362,16 +390,20 @@ def load_genotype(source: str | os.PathLike, image_size: int | None = None) -> G
     path = Path(source)
     text = None
     try:
-        if path.is_file():
-            text = path.read_text()
-    except OSError:
-        text = None
-    if text is None:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        is_file = False
+    if is_file:
+        try:
+            text = io.read_text(path, "genotype")
+        except ValueError as exc:
+            raise GenotypeError(str(exc)) from None
+    else:
         src = str(source).strip()
         if src.startswith("i") and "stem_" in src:
             text = src
         else:
-            raise GenotypeError(f"genotype: {str(source)!r} is neither a readable file nor a genotype text form")
+            raise GenotypeError(f"genotype: {shown(str(source))} is neither a readable file nor a genotype text form")
     stripped = text.strip()
     if stripped.startswith("{") and '"format"' in stripped[:200]:
         g = Genotype.from_json(stripped)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .costs import Costs, block_cost, check_convention, classifier_cost, convs_cost, network_costs
 from .genotype import Genotype
+from .limits import finite
 from .units import Conv, Network, block_convs, expand
 
 DEFAULT_BETA = 10.0
@@ -39,7 +40,7 @@ def default_alpha(num_segments: int) -> tuple[float, ...]:
 def check_alpha(alpha: Sequence[float] | None, num_segments: int) -> tuple[float, ...]:
     if alpha is None:
         return default_alpha(num_segments)
-    alpha = tuple(float(a) for a in alpha)
+    alpha = tuple(finite(a, "alpha") for a in alpha)
     if len(alpha) != num_segments:
         raise ValueError(
             f"alpha: expected {num_segments} weights (one per segment), got {len(alpha)}: {list(alpha)}"
@@ -119,6 +120,7 @@ def evaluate(genotype: Genotype | Network, alpha: Sequence[float] | None = None,
     """
     net = genotype if isinstance(genotype, Network) else expand(genotype)
     alpha = check_alpha(alpha, net.num_segments)
+    beta = finite(beta, "beta")
     unit_s = [0.5 * sum(math.log(c.width) for c in u.layers) for u in net.units]
     terms, rhos, seg_layers = [], [], []
     cum_lnw = 0.0
@@ -185,6 +187,7 @@ def evaluate_population(template, stem, out, btn, kernel, depth, alpha: Sequence
     check_convention(convention)
     S = template.num_stages
     alpha = np.asarray(check_alpha(alpha, template.num_segments))
+    beta = finite(beta, "beta")
     r_in, r_out = template.sides(convention)
     r_ent = template.sides("torch")[1]  # entropy always uses the true (integer) sides
 

@@ -33,8 +33,9 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("rho", "macs", "params", "max_layers", "latency"):
             v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ValueError(f"budget.{name}: expected a positive number or none, got {v}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.number))
+                                  or not (v > 0 and np.isfinite(v))):
+                raise ValueError(f"budget.{name}: expected a positive finite number or none, got {v!r}"[:200])
         if self.latency is not None and self.latency_table is None:
             raise ValueError("budget.latency: expected a latency table to predict it from (--latency-table TABLE), got none")
 

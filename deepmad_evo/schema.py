@@ -14,6 +14,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .io import read_text
+from .limits import MAX_GRID, shown
+
 Check = Callable[[Any, str], Any]
 
 
@@ -21,12 +24,14 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid."""
 
 
-def integer(minimum: int | None = None) -> Check:
-    """An int (not a bool), at least ``minimum`` when given."""
+def integer(minimum: int | None = None, maximum: int | None = None) -> Check:
+    """An int (not a bool), at least ``minimum`` and at most ``maximum`` when given."""
     def check(v, where):
         if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
             expected = "an integer" if minimum is None else f"an integer >= {minimum}"
-            raise ConfigError(f"{where}: expected {expected}, got {v!r}")
+            raise ConfigError(f"{where}: expected {expected}, got {shown(v)}")
+        if maximum is not None and v > maximum:
+            raise ConfigError(f"{where}: expected an integer <= {maximum:,}, got {shown(v)}")
         return v
     return check
 
@@ -43,27 +48,27 @@ def number(low: float = -math.inf, high: float = math.inf, *, open_low: bool = F
                 bounds.append(f"> {low:g}" if open_low else f">= {low:g}")
             if high < math.inf:
                 bounds.append(f"< {high:g}" if open_high else f"<= {high:g}")
-            raise ConfigError(f"{where}: expected a number{' ' + ' and '.join(bounds) if bounds else ''}, got {v!r}")
+            raise ConfigError(f"{where}: expected a number{' ' + ' and '.join(bounds) if bounds else ''}, got {shown(v)}")
         return float(v)
     return check
 
 
 def boolean(v, where):
     if not isinstance(v, bool):
-        raise ConfigError(f"{where}: expected true or false, got {v!r}")
+        raise ConfigError(f"{where}: expected true or false, got {shown(v)}")
     return v
 
 
 def string(v, where):
     if not isinstance(v, str):
-        raise ConfigError(f"{where}: expected a string, got {v!r}")
+        raise ConfigError(f"{where}: expected a string, got {shown(v)}")
     return v
 
 
 def choice(choices: Sequence[str]) -> Check:
     def check(v, where):
         if v not in choices:
-            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {v!r}")
+            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {shown(v)}")
         return v
     return check
 
@@ -73,7 +78,9 @@ def sequence(item: Check, n: int | None = None, what: str | None = None) -> Chec
     def check(v, where):
         if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n) or not v:
             expected = what or ("a list" if n is None else f"a list of {n} values")
-            raise ConfigError(f"{where}: expected {expected}, got {v!r}")
+            raise ConfigError(f"{where}: expected {expected}, got {shown(v)}")
+        if len(v) > MAX_GRID:
+            raise ConfigError(f"{where}: expected at most {MAX_GRID} values, got {len(v):,}")
         return tuple(item(x, where) for x in v)
     return check
 
@@ -103,16 +110,30 @@ def read_toml(source: str | os.PathLike, directory: Path, what: str) -> tuple[Pa
         ConfigError: for a name that is neither a file nor a preset (listing the presets) or bad TOML.
     """
     path = Path(source)
-    if not path.is_file():
+    if not _is_file(path):
         named = Path(directory) / f"{source}.toml"
-        if not named.is_file():
+        if not _is_file(named):
             names = ", ".join(preset_names(directory))
-            raise ConfigError(f"--config: {str(source)!r} is neither a file nor a {what}; presets: {names}")
+            raise ConfigError(f"--config: {shown(str(source))} is neither a file nor a {what}; presets: {names}")
         path = named
     try:
-        return path, tomllib.loads(path.read_text())
+        data = tomllib.loads(read_text(path, "--config"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{path}: not valid TOML ({str(exc)[:80]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply; expected a flat TOML file") from None
+    except ValueError as exc:  # too large, binary, not UTF-8, unreadable
+        raise ConfigError(str(exc)) from None
+    if not data:
+        raise ConfigError(f"{path}: empty config; expected its tables (see configs/*.toml, e.g. a [template] table)")
+    return path, data
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def preset_names(directory: Path) -> list[str]:

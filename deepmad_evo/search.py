@@ -15,13 +15,8 @@ never by wall time, so the same seed gives the same result on every machine.
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing as mp
 import os
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from queue import Empty
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -36,6 +31,9 @@ from pymoo.operators.repair.rounding import RoundingRepair
 
 from .genotype import Genotype
 from .objective import DEFAULT_BETA, Evaluation, evaluate
+from .parallel import run_tasks
+from .polish import local_search, neighbourhood
+from .polish import violation as _violation
 from .problem import Budget, DeepMADProblem, MonotoneRepair
 from .space import SearchSpace
 
@@ -61,6 +59,8 @@ class SearchSettings:
     perturbations: int = 25
     chains: int = 6
     finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
+    relax: int = 2  # relaxation steps (dive to integral depths, round, polish) from this many chain winners
+    relax_evaluations: int = 150  # SLSQP evaluations per node of a relaxation step's dive
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
     crossover_prob: float = 0.9  # SBX crossover probability
     crossover_eta: float = 15.0  # SBX distribution index
@@ -90,10 +90,6 @@ def smallest_network(space: SearchSpace) -> np.ndarray:
     """The genotype vector with every searched number at its minimum (cheapest network)."""
     xl, _ = space.bounds
     return xl.copy()
-
-
-def _violation(G: np.ndarray) -> np.ndarray:
-    return np.maximum(G, 0.0).sum(axis=1)
 
 
 def _budget_violation(problem: DeepMADProblem, G: np.ndarray) -> np.ndarray:
@@ -160,39 +156,6 @@ class FeasibleSampling(Sampling):
         return feasible_samples(self.problem, n_samples, random_state)
 
 
-def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
-    """Move matrix: every single-variable step ±s and every two-variable trade (±a, ±b)."""
-    moves = []
-    eye = np.eye(n_var, dtype=np.int64)
-    for i in range(n_var):
-        for s in singles:
-            moves += [s * eye[i], -s * eye[i]]
-    for i, j in itertools.combinations(range(n_var), 2):
-        for a, b in itertools.product(pairs, pairs):
-            for si, sj in itertools.product((1, -1), (1, -1)):
-                moves.append(si * a * eye[i] + sj * b * eye[j])
-    return np.array(moves, dtype=np.int64)
-
-
-def local_search(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_iter: int = 500):
-    """Best-improvement integer local search from a feasible ``x``; returns (x, objective)."""
-    space = problem.space
-    xl, xu = space.bounds
-    ev, G = problem.evaluate_vectors(x[None])
-    best = ev.objective[0] if _violation(G)[0] <= 0 else -np.inf
-    for _ in range(max_iter):
-        N = np.clip(x + moves, xl, xu)
-        if problem.budget.monotone:
-            N = space.repair_monotone(N)
-        ev, G = problem.evaluate_vectors(N)
-        f = np.where(_violation(G) <= 0, ev.objective, -np.inf)
-        k = int(np.argmax(f))
-        if not f[k] > best + 1e-9:
-            break
-        x, best = N[k], f[k]
-    return x, best
-
-
 def _ga(problem: DeepMADProblem, X0: np.ndarray, settings: SearchSettings, seed: int, on_generation,
         algorithm_callback: PymooCallback | None = None) -> Population:
     algorithm = GA(
@@ -245,27 +208,29 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     jobs = settings.jobs or min(settings.chains, os.cpu_count() or 1)
     report = callback or (lambda info: None)
     args = (space, budget, alpha, beta, convention, settings, algorithm_callback)
-    if jobs <= 1 or settings.chains <= 1:
-        outcomes = [_chain(*args, chain_seeds[c], c, report) for c in range(settings.chains)]
-    else:
-        outcomes = _parallel_chains(args, chain_seeds, jobs, report)
+    outcomes = run_tasks(_chain, [(*args, s, c) for c, s in enumerate(chain_seeds)], jobs=jobs, emit=report,
+                         preload=["deepmad_evo.search"])
     # Best objective wins; ties go to the lowest chain index, so the choice is deterministic.
     best = max(range(len(outcomes)), key=lambda c: (outcomes[c][1], -c))
     best_x, best_f = outcomes[best][0], outcomes[best][1]
     history = [h for o in outcomes for h in o[2]]
     n_evals = sum(o[3] for o in outcomes)
+    moves = neighbourhood(space.n_var, pairs=settings.pair_steps)
+
+    def log(info):
+        info["chain"] = settings.chains
+        history.append(info)
+        report(info)
+
+    if settings.local_search and settings.relax:
+        best_x, best_f, n = _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log)
+        n_evals += n
     if settings.local_search and settings.finish:
         # One more perturbation run from the overall best: chains end in nearby basins that differ
         # in how depth is split between stages, and a last kick from the winner often joins them.
         finisher_seed = int(np.random.SeedSequence([seed, settings.chains]).generate_state(1)[0])
-
-        def log(info):
-            info["chain"] = settings.chains
-            history.append(info)
-            report(info)
-
         n0 = problem.n_evals
-        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, neighbourhood(space.n_var, pairs=settings.pair_steps),
+        best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves,
                                              replace(settings, perturbations=settings.finish),
                                              np.random.default_rng(finisher_seed), log)
         n_evals += problem.n_evals - n0
@@ -277,31 +242,38 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
                         history, n_evals, time.perf_counter() - t0, seed, convention, budget)
 
 
-def _parallel_chains(args, chain_seeds, jobs, report):
-    """Run chains in worker processes, relaying their progress to ``report`` in this process."""
-    # fork is cheapest and needs no `if __name__ == "__main__"` guard in user scripts, but forking
-    # a threaded process (the CLI's rich refresh thread) can deadlock on a lock held at fork time.
-    methods = mp.get_all_start_methods()
-    if threading.active_count() == 1 and "fork" in methods:
-        ctx = mp.get_context("fork")
-    else:
-        ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_chain, *args, s, c, queue) for c, s in enumerate(chain_seeds)]
-            while not all(f.done() for f in futures) or not queue.empty():
-                try:
-                    report(queue.get(timeout=0.05))
-                except Empty:
-                    pass
-            return [f.result() for f in futures]
+def _relaxation_steps(problem, outcomes, best_x, best_f, moves, settings, seed, log):
+    """Relaxation steps (``relax.relaxation_step``) from the ``settings.relax`` best distinct chain results.
+
+    The relaxation re-balances depths and widths together for fixed kernels, a move the integer
+    neighbourhood reaches only through lucky kicks. Returns the best (x, objective) and the number
+    of evaluations spent.
+    """
+    from .relax.step import relaxation_step  # relax imports this module's SearchResult
+
+    seen, starts = set(), []
+    # The relaxation has no latency model: with a latency budget its optimum ignores the binding
+    # constraint, so the step is skipped (its progress events still come).
+    candidates = [] if problem.budget.latency is not None else range(len(outcomes))
+    for c in sorted(candidates, key=lambda c: (-outcomes[c][1], c)):  # best first, ties by chain
+        x = outcomes[c][0]
+        if np.isfinite(outcomes[c][1]) and tuple(x) not in seen:
+            seen.add(tuple(x))
+            starts.append(x)
+    n0 = problem.n_evals
+    for step in range(settings.relax):  # one progress event per step, also when chains agree
+        found = None if step >= len(starts) else relaxation_step(problem, starts[step], moves,
+                                                                 settings.relax_evaluations, seed=seed % 2**31 + step)
+        if found is not None and found[1] > best_f:
+            best_x, best_f = found
+        log({"phase": "polish", "step": step, "total": settings.relax, "best_objective": float(best_f),
+             "feasible_fraction": 1.0, "n_evals": problem.n_evals})
+    return best_x, best_f, problem.n_evals - n0
 
 
-def _chain(space, budget, alpha, beta, convention, settings, algorithm_callback, seed, chain, report):
+def _chain(space, budget, alpha, beta, convention, settings, algorithm_callback, seed, chain, emit):
     """One independent chain: GA restarts, local search of the best, iterated perturbation."""
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
-    emit = report.put if hasattr(report, "put") else report
     rng = np.random.default_rng(seed)
     history: list[dict] = []
     total = settings.restarts * settings.generations

@@ -52,6 +52,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .limits import shown
 from .objective import DEFAULT_BETA, check_alpha, prefix_rho, segment_terms, weighted_depth_penalty
 from .problem import Budget
 from .report import constraint_checks
@@ -83,8 +84,18 @@ def _timm_model(name: str) -> nn.Module:
     return timm.create_model(name, pretrained=False)
 
 
-def load_module(spec: str) -> nn.Module:
+# Prefixes that name a model of a model zoo: instantiating one runs no code the user did not install
+# for that purpose. Anything else (``package.module:callable``) imports and calls arbitrary code.
+SAFE_PREFIXES = ("torchvision", "timm")
+
+
+def load_module(spec: str, allow_code: bool = False) -> nn.Module:
     """Instantiate ``torchvision:<name>`` / ``timm:<name>`` (random weights) or call ``package.module:callable``.
+
+    Args:
+        spec: the module spec.
+        allow_code: permit ``package.module:callable`` (imports that module and calls the function:
+            arbitrary code). Off by default.
 
     Raises:
         ValueError: naming the spec and what was expected.
@@ -92,8 +103,12 @@ def load_module(spec: str) -> nn.Module:
     spec = str(spec).strip()
     if not is_module_spec(spec):
         raise ValueError(f"model: expected 'torchvision:<name>', 'timm:<name>' or 'package.module:callable', "
-                         f"got {spec!r}")
+                         f"got {shown(spec)}")
     module_name, attr = spec.split(":")
+    if module_name not in SAFE_PREFIXES and not allow_code:
+        raise ValueError(f"model: {shown(spec)} is no file here, and as package.module:callable it would import "
+                         f"{module_name!r} and call {attr!r} (arbitrary code); expected a genotype, torchvision:<name> "
+                         "or timm:<name>, or --allow-code to run it")
     if module_name == "torchvision":
         import torchvision
 
@@ -496,16 +511,17 @@ def trace_report(trace: Trace, alpha: Sequence[float] | None = None, beta: float
 
 
 def module_report(spec: str, image_size: int = 224, alpha: Sequence[float] | None = None, beta: float = DEFAULT_BETA,
-                  budget: Budget | None = None) -> dict:
-    """Load ``torchvision:<name>`` / ``package.module:callable``, trace it and report it.
+                  budget: Budget | None = None, allow_code: bool = False) -> dict:
+    """Load ``torchvision:<name>`` / ``timm:<name>`` / ``package.module:callable``, trace it and report it.
 
     Args:
         spec: the module spec.
+        allow_code: permit ``package.module:callable`` (see ``load_module``).
         image_size: side of the dummy input.
         alpha, beta, budget: as for ``trace_report``.
 
     Returns:
         The report dict (see ``trace_report``).
     """
-    model = load_module(spec)
+    model = load_module(spec, allow_code)
     return trace_report(trace_module(model, image_size, source=spec), alpha, beta, budget)

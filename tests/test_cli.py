@@ -75,7 +75,7 @@ def test_inspect_text_form():
     (["--budget=-3G"], "--budget: expected a positive number"),
     (["--config", "tiny", "--budget", "1K"], "budget: infeasible; the smallest network this space allows has MACs"),
     (["--config", "nope"], "--config: 'nope' is neither a file nor a preset; presets:"),
-    (["--block", "vit"], "argument --block: invalid choice: 'vit'"),
+    (["--block", "vit"], "error: --block: invalid choice: 'vit'"),
     (["inspect", "/no/such.json"], "genotype: '/no/such.json' is neither a run directory, a readable file, a genotype "
                                    "text form nor a zoo model"),
 ])

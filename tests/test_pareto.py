@@ -280,3 +280,20 @@ def test_cli_runs_and_resumes(pareto_cli, capsys, tmp_path):
     assert (out / "pareto.png").stat().st_size > 0 and (out / "genotype-10M.json").is_file()
     assert pareto_cli("--config", str(config), "--budget", "5M", "10M", "--jobs", "1", "--out", str(out)) == 0
     assert "(reused)" in capsys.readouterr().out
+
+
+def test_a_point_is_the_standalone_search_of_its_budget(cfg, serial):
+    from deepmad_evo.pareto import point_budget
+    from deepmad_evo.search import run_search
+
+    out, run = serial
+    point = run["points"][1]
+    budget = point_budget(cfg, point["budget"]["macs"], point["budget"]["params"])
+    standalone = run_search(cfg.search_space(), budget,
+                            alpha=cfg.objective.alpha, beta=cfg.objective.beta, convention=cfg.objective.convention,
+                            settings=cfg.search_settings(), seed=cfg.search.seed)
+    own = json.loads((out / f"budget-{point['label']}.json").read_text())
+    assert own["text"] == standalone.genotype.to_text()
+    assert own["objective"] == standalone.objective
+    if point["source"] == point["label"]:
+        assert point["text"] == standalone.genotype.to_text()

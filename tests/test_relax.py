@@ -276,3 +276,40 @@ def test_integral_depth_bound_sits_between_the_discrete_and_the_relaxed_optimum(
         z, _ = relax.solve(z0, lower=lo, upper=hi)
         if relax.violation(z)[0] <= 1e-6:
             assert relax.values(z[None], gradients=False).objective[0] <= b["bound"] + 1e-6
+
+
+def _enumerable_problem():
+    """A 3-stage space small enough to list every genotype (2·4³·3³·3³ = 93 312 vectors, one kernel)."""
+    from deepmad_evo.problem import Budget
+    from deepmad_evo.space import SearchSpace
+
+    template = load_config("tiny").template
+    space = SearchSpace(template, (8, 16), (16, 32, 48, 64), (2.0, 4.0, 6.0), (3,), (1, 1, 1), (3, 3, 3))
+    budget = Budget(rho=0.5, macs=3e6, params=40e3, monotone=True)
+    return space, budget, DeepMADProblem(space, budget, (1.0, 1.0, 8.0))
+
+
+def test_integral_depth_bound_is_above_the_exhaustive_optimum():
+    import itertools
+
+    space, budget, problem = _enumerable_problem()
+    xl, xu = space.bounds
+    X = np.array(list(itertools.product(*[range(a, b + 1) for a, b in zip(xl, xu)])))
+    ev, G = problem.evaluate_vectors(X)
+    feasible = np.flatnonzero((G <= 0).all(axis=1))
+    assert 0 < len(feasible) < len(X)  # the budgets bind
+    best = int(feasible[np.argmax(ev.objective[feasible])])
+    optimum = float(ev.objective[best])
+    genotype = space.genotype(X[best])
+    # Start from the worst feasible genotype so the bound cannot lean on a good incumbent.
+    worst = space.genotype(X[feasible[np.argmin(ev.objective[feasible])]])
+    cc = cross_check(worst, space, budget, alpha=(1.0, 1.0, 8.0), random_starts=0, depth_nodes=500)
+    b = cc.depth_bound
+    assert b["complete"] and b["open"] == 0
+    assert b["bound"] >= optimum - 1e-9 * abs(optimum)
+    assert cc.relaxed_objective >= optimum - 1e-9 * abs(optimum)
+    # What the cross-check returns is a genotype of the space, feasible, never above the optimum.
+    found = max(cc.ga_objective, cc.rounded_objective)
+    assert found <= optimum + 1e-9 * abs(optimum)
+    assert b["best_discrete"] == pytest.approx(found)
+    assert evaluate(genotype, (1.0, 1.0, 8.0)).objective == pytest.approx(optimum)

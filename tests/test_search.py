@@ -91,7 +91,7 @@ def test_history_is_json_ready(tiny):
     s = FAST
     # The CLI's progress bars count these events against exactly these totals.
     assert sum(h["phase"] == "ga" for h in history) == s.chains * s.restarts * s.generations
-    assert sum(h["phase"] == "polish" for h in history) == s.chains * s.perturbations + s.finish
+    assert sum(h["phase"] == "polish" for h in history) == s.chains * s.perturbations + s.relax + s.finish
     json.dumps(history)  # run.json stores it; numpy scalars or arrays would break the write
     assert all(type(v) in (int, float, str) for h in history for v in h.values())
 

@@ -89,7 +89,7 @@ def test_efficientnet_excludes_squeeze_excitation_gates():
 
 
 def test_module_callable_spec_and_pool_segments():
-    report = module_report("tests.test_trace:plain_net", image_size=16)
+    report = module_report("tests.test_trace:plain_net", image_size=16, allow_code=True)
     assert report["layers"] == 3 and report["source"] == "tests.test_trace:plain_net"
     # The max pool shrinks the map before the third conv, so it opens a second segment.
     assert [s["layers"] for s in report["segments"]] == [2, 3]
@@ -110,6 +110,12 @@ def test_is_module_spec():
 ])
 def test_bad_specs_raise_one_clear_value_error(spec, message):
     with pytest.raises(ValueError, match=message):
+        load_module(spec, allow_code=True)
+
+
+@pytest.mark.parametrize("spec", ["os:abort", "sys:exit", "builtins:breakpoint", "tests.test_trace:plain_net"])
+def test_arbitrary_callables_run_only_when_allowed(spec):
+    with pytest.raises(ValueError, match=r"arbitrary code.*--allow-code"):
         load_module(spec)
 
 
@@ -118,10 +124,10 @@ def test_inspect_command_traces_module_specs(capsys):
 
     from deepmad_evo.cli import main
 
-    assert main(["inspect", "tests.test_trace:plain_net", "--image-size", "16", "--json"]) == 0
+    assert main(["inspect", "tests.test_trace:plain_net", "--allow-code", "--image-size", "16", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["layers"] == 3 and report["source"] == "tests.test_trace:plain_net"
-    assert main(["inspect", "tests.test_trace:plain_net", "--image-size", "16"]) == 0
+    assert main(["inspect", "tests.test_trace:plain_net", "--allow-code", "--image-size", "16"]) == 0
     assert "Sequential" not in capsys.readouterr().err
     assert main(["inspect", "torchvision:resnet18", "--convention", "tinynas"]) == 2
     assert "--convention" in capsys.readouterr().err

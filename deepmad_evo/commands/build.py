@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..costs import network_costs
+from ..costs import check_memory, network_costs
+from ..limits import MAX_CLASSES, arg_image_side, arg_int
 from ..models import resolve_genotype
 from ..units import expand
 
@@ -17,9 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("genotype", metavar="GENOTYPE",
                    help="run directory, genotype JSON, text form, reference structure file or zoo name "
                         "(r50, mb-29m, deepmad-r50-published, …)")
-    p.add_argument("--image-size", type=int, default=None, help="override the image size")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the genotype's)")
-    p.add_argument("--depth", type=int, default=3, help="module-tree levels to expand (default 3)")
+    p.add_argument("--image-size", type=arg_image_side, default=None, help="override the image size")
+    p.add_argument("--num-classes", type=arg_int(1, MAX_CLASSES), default=None, help="classifier outputs (default: the genotype's)")
+    p.add_argument("--depth", type=arg_int(0, 1000), default=3, help="module-tree levels to expand (default 3)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object, no tree")
 
 
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace, console) -> int:
     if args.num_classes is not None and args.num_classes < 1:
         raise ValueError(f"--num-classes: expected an integer >= 1, got {args.num_classes}")
     genotype = resolve_genotype(args.genotype, image_size=args.image_size)
+    check_memory(genotype, num_classes=args.num_classes)
     model, summary = build_summary(genotype, args.num_classes)
     if args.json:
         print(json.dumps(summary))

@@ -16,6 +16,7 @@ from ..config import load_config, parse_quantity
 from ..costs import CONVENTIONS
 from ..genotype import BLOCKS
 from ..latency.table import parse_time
+from ..limits import arg_float, arg_image_side, arg_int, arg_seed
 
 
 def add_search_options(p: argparse.ArgumentParser,
@@ -30,12 +31,12 @@ def add_search_options(p: argparse.ArgumentParser,
     p.add_argument("--latency", default=None, help="latency budget, e.g. 5ms, predicted from --latency-table")
     p.add_argument("--latency-table", default=None, metavar="TABLE",
                    help="latency table written by `run.py profile` on the target device")
-    p.add_argument("--rho", type=float, default=None, help="effectiveness bound ρ0 (default from the config)")
+    p.add_argument("--rho", type=arg_float, default=None, help="effectiveness bound ρ0 (default from the config)")
     p.add_argument("--block", choices=BLOCKS, default=None,
                    help="use this block family in every stage (switching ResNet <-> MobileNet families also switches "
                         "kernels, expansion range and ρ0 to that family's defaults; the run is labelled PRESET+BLOCK)")
-    p.add_argument("--image-size", type=int, default=None, help="input image side (default from the config)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the search (default from the config; same seed, "
+    p.add_argument("--image-size", type=arg_image_side, default=None, help="input image side (default from the config)")
+    p.add_argument("--seed", type=arg_seed, default=None, help="seed of the search (default from the config; same seed, "
                                                           "same result)")
     p.add_argument("--convention", choices=CONVENTIONS, default=None,
                    help="cost convention of the budgets: torch (what the nn.Module has) or tinynas (the paper's); "
@@ -111,15 +112,15 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config",
                    help="imagefolder (default), cifar100, fake or digits (scikit-learn's; needs no --data)")
     p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
                    help="training preset (imagenet, cifar100, smoke, digits) or TOML path; default chosen by --dataset")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=arg_int(1, 10**6), default=None,
                    help="epochs (default from the recipe; a run shorter than the recipe's warm-up gets its warm-up "
                         "clamped to half the run, with a notice)")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch over all processes")
-    p.add_argument("--lr", type=float, default=None, help="learning rate per 256 images")
-    p.add_argument("--warmup-epochs", type=float, default=None,
+    p.add_argument("--batch-size", type=arg_int(1, 2**20), default=None, help="global batch over all processes")
+    p.add_argument("--lr", type=arg_float, default=None, help="learning rate per 256 images")
+    p.add_argument("--warmup-epochs", type=arg_float, default=None,
                    help="epochs of linear learning-rate warm-up before the cosine decay (default from the recipe)")
-    p.add_argument("--workers", type=int, default=None, help="data-loading processes per GPU")
-    p.add_argument("--ema-decay", type=float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
+    p.add_argument("--workers", type=arg_int(0, 1024), default=None, help="data-loading processes per GPU")
+    p.add_argument("--ema-decay", type=arg_float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--set", dest="train_settings", metavar="SECTION.KEY=VALUE", action="append", default=[],

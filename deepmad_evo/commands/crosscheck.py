@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from rich.markup import escape
 
 from ..config import load_config, preset_names
-from ..io import atomic_write_text
+from ..io import atomic_write_text, dumps_json
+from ..limits import arg_float, arg_int, check_output
 from ..models import resolve_genotype
 from ..render import print_cross_check
 from ..space import Template
@@ -24,13 +26,13 @@ def add_parser(sub) -> None:
                         "without it the config's search runs first")
     add_search_options(p, config_help="preset name or TOML path (default: the preset whose template matches "
                                       "GENOTYPE, else mb-29m)")
-    p.add_argument("--starts", type=int, default=None,
+    p.add_argument("--starts", type=arg_int(0, 10000), default=None,
                    help="random feasible SLSQP starts besides the GA's (default: the config's crosscheck.starts)")
     p.add_argument("--kernels", choices=("fixed", "each"), default="fixed",
                    help="fixed: the GA's kernels; each: also every per-stage kernel combination (slow)")
-    p.add_argument("--depth-nodes", type=int, default=0,
+    p.add_argument("--depth-nodes", type=arg_int(0, 10**7), default=0,
                    help="also bound the problem with integral depths by branch and bound over at most N SLSQP nodes")
-    p.add_argument("--tolerance", type=float, default=None,
+    p.add_argument("--tolerance", type=arg_float, default=None,
                    help="gap above which to warn (fraction; default: the config's crosscheck.tolerance)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.add_argument("--out", default=None, help="also write the JSON record to this file")
@@ -69,6 +71,8 @@ def _template_text(t: Template) -> str:
 
 def run(args: argparse.Namespace, console) -> int:
     cfg, genotype = resolve(args)
+    if args.out:
+        check_output(args.out, "--out", kind="file")
     if args.json:
         from rich.console import Console
 
@@ -83,11 +87,11 @@ def run(args: argparse.Namespace, console) -> int:
                                    depth_nodes=args.depth_nodes, tolerance=args.tolerance)
     record = {"config": cfg.to_dict(), "genotype": cc.ga_genotype.to_text(), **cc.to_dict()}
     if args.out:
-        atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(args.out, dumps_json(record, indent=1) + "\n")
     if args.json:
-        print(json.dumps(record))
+        print(dumps_json(record))
         return 0
-    print_cross_check(console, cc, title=f"{cfg.name}: GA vs continuous relaxation")
+    print_cross_check(console, cc, title=f"{escape(cfg.name)}: GA vs continuous relaxation")
     if args.out:
-        console.print(f"record → [bold]{args.out}[/]")
+        console.print(f"record → [bold]{escape(str(args.out))}[/]")
     return 0

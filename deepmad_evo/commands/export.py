@@ -8,7 +8,11 @@ import time
 import warnings
 from pathlib import Path
 
+from rich.markup import escape
+
 from ..io import atomic_path
+from ..costs import check_memory
+from ..limits import MAX_CLASSES, arg_image_side, arg_int, arg_seed, check_output
 from ..models import resolve_genotype
 
 FORMATS = ("onnx", "pt2", "torchscript", "state_dict")
@@ -29,10 +33,10 @@ def add_parser(sub) -> None:
                    help="onnx (needs the onnx extra: pip install 'deepmad-evo[onnx]'), pt2 (torch.export.save), "
                         "torchscript (torch.jit.trace) or state_dict (torch.save of the weights)")
     p.add_argument("--out", required=True, help="file to write (replaced atomically; the old file stays if the check fails)")
-    p.add_argument("--image-size", type=int, default=None, help="example input side (default: the genotype's)")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the genotype's)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the check input (default 0)")
+    p.add_argument("--image-size", type=arg_image_side, default=None, help="example input side (default: the genotype's)")
+    p.add_argument("--num-classes", type=arg_int(1, MAX_CLASSES), default=None, help="classifier outputs (default: the genotype's)")
+    p.add_argument("--opset", type=arg_int(7, 99), default=18, help="ONNX opset (default 18)")
+    p.add_argument("--seed", type=arg_seed, default=0, help="seed of the weights and the check input (default 0)")
 
 
 def missing_onnx_extra() -> list[str]:
@@ -167,11 +171,16 @@ def run(args: argparse.Namespace, console) -> int:
                              ("--opset", args.opset, 7)):
         if value is not None and value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out: {out} is a directory; expected a file path")
+    out = check_output(args.out, "--out", kind="file")
+    if args.fmt == "onnx":
+        from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+
+        if not ONNX_MIN_OPSET <= args.opset <= ONNX_MAX_OPSET:
+            raise ValueError(f"--opset: expected an ONNX opset in [{ONNX_MIN_OPSET}, {ONNX_MAX_OPSET}] "
+                             f"(what this torch exports), got {args.opset}")
     genotype = resolve_genotype(args.genotype, image_size=args.image_size)
+    check_memory(genotype, batch=2, num_classes=args.num_classes)
     what = export(genotype, args.fmt, out, args.num_classes, args.opset, args.seed,
-                  progress=lambda line: console.print(f"[dim]{line}[/]"))
-    console.print(f"wrote [bold]{out}[/] ({args.fmt}, {out.stat().st_size:,} bytes): {what}")
+                  progress=lambda line: console.print(f"[dim]{escape(line)}[/]"))
+    console.print(f"wrote [bold]{escape(str(out))}[/] ({args.fmt}, {out.stat().st_size:,} bytes): {what}")
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import re
 from pathlib import Path
+
+from rich.markup import escape
 
 from ..config import parse_quantity
 from ..costs import CONVENTIONS
@@ -13,6 +15,8 @@ from ..objective import DEFAULT_BETA
 from ..problem import Budget
 from ..render import print_report
 from ..report import genotype_report
+from ..io import dumps_json
+from ..limits import arg_float, arg_image_side
 
 # Below this share of its MACs in the convolution chain, a traced model is mostly something else
 # (attention, MLPs) and the DeepMAD entropy describes only a small part of it.
@@ -28,17 +32,20 @@ def add_parser(sub) -> None:
         "under unless --convention or a budget is given. Budgets are MACs (the paper's 'FLOPs').")
     p.add_argument("path", metavar="GENOTYPE",
                    help="run directory, genotype JSON, text form, reference structure file, zoo name "
-                        "(see `presets`), or a module to trace: torchvision:<name> or package.module:callable")
+                        "(see `presets`), or a module to trace: torchvision:<name>, timm:<name>, or package.module:callable with --allow-code")
+    p.add_argument("--allow-code", action="store_true",
+                   help="allow GENOTYPE = package.module:callable, which imports that module and calls the function "
+                        "(runs arbitrary code; off by default; torchvision:<name> and timm:<name> need no flag)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--convention", choices=CONVENTIONS, default=None,
                    help="cost convention (default: the one recorded with the genotype, else torch)")
-    p.add_argument("--image-size", type=int, default=None, help="override the image size")
-    p.add_argument("--alpha", type=float, nargs="+", default=None,
+    p.add_argument("--image-size", type=arg_image_side, default=None, help="override the image size")
+    p.add_argument("--alpha", type=arg_float, nargs="+", default=None,
                    help="per-segment entropy weights (default: recorded, else 1 … 1 8)")
-    p.add_argument("--beta", type=float, default=None, help=f"depth-penalty weight (default: recorded, else {DEFAULT_BETA:g})")
+    p.add_argument("--beta", type=arg_float, default=None, help=f"depth-penalty weight (default: recorded, else {DEFAULT_BETA:g})")
     p.add_argument("--budget", default=None, help="MAC budget to check, e.g. 4.5G (replaces the recorded budgets)")
     p.add_argument("--params", default=None, help="parameter budget to check, e.g. 29M (replaces the recorded budgets)")
-    p.add_argument("--rho", type=float, default=None, help="effectiveness bound ρ0 to check (replaces the recorded budgets)")
+    p.add_argument("--rho", type=arg_float, default=None, help="effectiveness bound ρ0 to check (replaces the recorded budgets)")
     p.add_argument("--latency", default=None, help="latency budget to check, e.g. 5ms (needs --latency-table)")
     p.add_argument("--latency-table", default=None, metavar="TABLE",
                    help="latency table from `run.py profile`: show the predicted latency per stage and in total")
@@ -64,7 +71,7 @@ def run(args: argparse.Namespace, console) -> int:
         raise ValueError(f"--image-size: expected a positive integer, got {args.image_size}")
     budget = budget_from_args(args)
     notes = []
-    if ":" in args.path and not Path(args.path).exists() and args.path not in list_models():
+    if _is_module_spec(args.path) and not _exists(args.path) and args.path not in list_models():
         report = _traced(args, budget)
         share = 1.0 - report["classifier"]["macs"] / report["macs"] if report["macs"] else 0.0
         if share < CONV_SHARE_NOTICE:
@@ -86,11 +93,11 @@ def run(args: argparse.Namespace, console) -> int:
         report = genotype_report(genotype, alpha, beta, convention, budget)
     if args.json:
         # Plain stdout: machine-readable, no rich markup or wrapping.
-        print(json.dumps(report))
+        print(dumps_json(report))
         return 0
-    print_report(console, report, title=f"{args.path}")
+    print_report(console, report, title=escape(str(args.path)))
     for line in notes:
-        console.print(f"[dim]{line}[/]")
+        console.print(f"[dim]{escape(line)}[/]")
     return 0
 
 
@@ -104,4 +111,17 @@ def _traced(args: argparse.Namespace, budget) -> dict:
     from ..trace import module_report
 
     beta = DEFAULT_BETA if args.beta is None else args.beta
-    return module_report(args.path, 224 if args.image_size is None else args.image_size, args.alpha, beta, budget)
+    return module_report(args.path, 224 if args.image_size is None else args.image_size, args.alpha, beta, budget,
+                         allow_code=args.allow_code)
+
+
+def _is_module_spec(text: str) -> bool:
+    """``prefix:name`` with identifier parts: what ``trace.load_module`` takes (no torch import here)."""
+    return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text.strip()) is not None
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.markup import escape
+
 from ..config import load_config, parse_quantity
 from ..latency.table import format_time, parse_time
+from ..limits import arg_float, arg_int, arg_seed, check_output
 from ..render import si_compact
 from .common import pareto_run_dir
 
@@ -27,9 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--latency-table", default=None, metavar="TABLE",
                    help="latency table written by `run.py profile`; with MAC budgets it adds the predicted latency")
     p.add_argument("--config", default=None, help="preset name (mb-29m, r50, …) or TOML path; default mb-29m")
-    p.add_argument("--rho", type=float, default=None, help="effectiveness bound rho0 (default from the config)")
-    p.add_argument("--seed", type=int, default=None, help="run seed (default from the config)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: the usable cores)")
+    p.add_argument("--rho", type=arg_float, default=None, help="effectiveness bound rho0 (default from the config)")
+    p.add_argument("--seed", type=arg_seed, default=None, help="run seed (default from the config)")
+    p.add_argument("--jobs", type=arg_int(1, 4096), default=None, help="worker processes (default: the usable cores)")
     p.add_argument("--out", default=None, help="run directory (default runs/pareto-<config>-s<seed>-<hash>); "
                                                "rerun the same command to resume")
     p.add_argument("--sweep", nargs=2, default=None, metavar=("MIN", "MAX"),
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace, console) -> int:
         sweep = Sweep(lo, hi, None if params == "off" else scaled_params(cfg, hi))
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
-    out = Path(args.out) if args.out else pareto_run_dir(cfg)
+    out = check_output(args.out if args.out else pareto_run_dir(cfg), "--out")
 
     columns = (TextColumn("[bold]{task.description:>8}"), BarColumn(), TaskProgressColumn(),
                TextColumn("best {task.fields[best]}"), TimeElapsedColumn())
@@ -105,7 +108,7 @@ def _show(console, run: dict, out: Path) -> None:
 
     sweep = run["sweep"]
     compare = {c["label"]: c for c in sweep["comparison"]} if sweep else {}
-    table = Table(title=f"{run['config']['name']}: one design per budget ({run['convention']} convention)",
+    table = Table(title=f"{escape(run['config']['name'])}: one design per budget ({run['convention']} convention)",
                   title_justify="left", header_style="bold")
     lat = any("latency" in r for r in run["points"])
     for col in ("budget", "params budget", "objective", "MACs", "params", "ρ", "L", *(["latency"] if lat else []),
@@ -125,7 +128,7 @@ def _show(console, run: dict, out: Path) -> None:
                          f"{c['front_best']:.2f}" if c["margin"] >= 0 else f"[red]{c['front_best']:.2f}[/]")
         table.add_row(*cells)
     for ref in run["references"]:
-        table.add_row(f"[red]{ref['name']}[/]", "", f"{ref['objective']:.2f}", si_compact(ref["macs"]), si_compact(ref["params"]),
+        table.add_row(f"[red]{escape(ref['name'])}[/]", "", f"{ref['objective']:.2f}", si_compact(ref["macs"]), si_compact(ref["params"]),
                       f"{ref['rho']:.3f}", str(ref["layers"]), *([format_time(ref.get("latency"))] if lat else []),
                       "published", "", *([""] if sweep else []))
     if run["points"] or run["references"]:
@@ -148,4 +151,4 @@ def _show(console, run: dict, out: Path) -> None:
         names = ", ".join(s["name"] for s in run["references_skipped"])
         console.print(f"[dim]published networks not comparable with this template (see pareto.json): {names}[/]")
     files = ["pareto.json", "pareto.png"] + (["genotype-<budget>.json"] if run["points"] else [])
-    console.print(f"wrote {', '.join(files)} to {out} in {run['wall_seconds']:.1f} s")
+    console.print(f"wrote {', '.join(files)} to {escape(str(out))} in {run['wall_seconds']:.1f} s")

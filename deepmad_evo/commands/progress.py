@@ -6,7 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
-from ..costs import network_costs
+from rich.markup import escape
+
+from ..costs import check_memory, network_costs
+from ..io import clean_stale_temps
+from ..limits import check_output
 from ..search import run_search
 from ..units import expand
 from .common import PRESET_OF_DATASET, resolve_train_config, train_run_dir
@@ -23,7 +27,7 @@ def search_with_progress(cfg, console):
     with Progress(*columns, console=console, transient=False) as progress:
         n = settings.chains
         ga = progress.add_task(f"GA ×{n} chains", total=n * settings.restarts * settings.generations, best="-", feas="-")
-        polish = progress.add_task("polish", total=(n * settings.perturbations + settings.finish)
+        polish = progress.add_task("polish", total=(n * settings.perturbations + settings.relax + settings.finish)
                                    if settings.local_search else 0,
                                    best="-", feas="-", visible=settings.local_search)
         best = {}
@@ -76,6 +80,7 @@ def print_verified(console, genotype) -> None:
     except ImportError as exc:
         console.print(f"[dim]not built: {exc.name} is not installed[/]")
         return
+    check_memory(genotype)
     closed = network_costs(expand(genotype), "torch")
     with console.status("building the network on CPU to count its params and MACs…"):
         params, macs = verify_costs(genotype)
@@ -100,8 +105,8 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     Returns:
         The exit status (0).
     """
-    from ..genotype import save_genotype
-    from ..train import CHECKPOINT, build_data, make_model, train
+    from ..genotype import Genotype, save_genotype
+    from ..train import build_data, make_model, train
 
     cfg = resolve_train_config(args, notify=lambda line: console.print(f"[yellow]notice:[/] {line}"))
     if cfg.image_size == 0:
@@ -109,8 +114,16 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     main_process = int(os.environ.get("RANK", "0")) == 0
     if not main_process:
         console.quiet = True  # torchrun: only the first process reports
-    out = out or train_run_dir(genotype, name, cfg.dataset)
+    out = check_output(out or train_run_dir(genotype, name, cfg.dataset), "--out")
     resume = bool(getattr(args, "resume", False))
+    if main_process:
+        clean_stale_temps(out)
+    try:  # the network at the training image size (the data loader reports a size the strides cannot take)
+        sized = Genotype(genotype.stem, genotype.stages, genotype.head, cfg.image_size, genotype.in_channels,
+                         genotype.num_classes)
+    except ValueError:
+        sized = genotype
+    check_memory(sized, batch=max(1, cfg.batch_size // int(os.environ.get("WORLD_SIZE", "1") or 1)), training=True)
 
     if getattr(args, "evaluate_only", False):
         return _evaluate_only(genotype, args, cfg, out, console)
@@ -119,13 +132,18 @@ def train_genotype(genotype, args: argparse.Namespace, console, out: Path | None
     extra = {"genotype": genotype.to_text()}
     if getattr(args, "init", None):
         extra["init"] = _load_init(model, args.init, console)
-    if main_process and (resume or not (out / CHECKPOINT).exists()):
-        save_genotype(genotype, out / "genotype.json")
     console.print(f"[bold]train[/] {genotype.to_text()}")
-    console.print(f"data: {data.description}; image {cfg.image_size}px; recipe: "
-                  f"{args.train_config or PRESET_OF_DATASET.get(cfg.dataset)} → {out}")
+    console.print(escape(f"data: {data.description}; image {cfg.image_size}px; recipe: "
+                         f"{args.train_config or PRESET_OF_DATASET.get(cfg.dataset)} → {out}"))
     with _ProgressView(console) as view:
-        result = train(model, cfg, data, out, resume=resume, callback=view.update, extra=extra)
+        def callback(event):
+            # genotype.json is written once train() has accepted the folder (a refused --resume
+            # of another network must leave the folder as it was).
+            if event.kind == "start" and main_process:
+                save_genotype(genotype, out / "genotype.json")
+            view.update(event)
+
+        result = train(model, cfg, data, out, resume=resume, callback=callback, extra=extra)
     _summary(console, result)
     return 0
 
@@ -249,10 +267,10 @@ def _summary(console, result) -> None:
     weights = (result.out_dir / "model.safetensors").is_file()
     if best is not None and weights:
         console.print(f"best val top-1 {best['val_top1']:.2f}% at epoch {best['epoch']}: weights in "
-                      f"[bold]{result.out_dir / 'best'}[/]")
+                      f"[bold]{escape(str(result.out_dir / 'best'))}[/]")
     console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt, model.pt"
                   + (", model.safetensors + config.json" if weights else " (pip install 'deepmad-evo[safetensors]' "
-                     "for model.safetensors)") + f" in [bold]{result.out_dir}[/]")
+                     "for model.safetensors)") + f" in [bold]{escape(str(result.out_dir))}[/]")
 
 
 class TrialsView:

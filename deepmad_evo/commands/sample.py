@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace, console) -> int:
+    from rich.markup import escape
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..search import run_search
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace, console) -> int:
                   title=f"{args.n} networks at {cfg.budget.macs / 1e6:.4g} MMACs / {cfg.budget.params / 1e6:.4g} M "
                         f"params (−{100 * args.tolerance:g} %), one per rho stratum")
     _table(console, record)
-    console.print(f"{result.candidates:,} candidates in {result.rounds} rounds → [bold]{index_path}[/], "
+    console.print(f"{result.candidates:,} candidates in {result.rounds} rounds → [bold]{escape(str(index_path))}[/], "
                   f"{out / 'genotypes'}/, {out / 'coverage.png'}")
     return 0
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import platform
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from .. import __version__
 from ..genotype import save_genotype
-from ..io import atomic_write_text
+from ..io import atomic_write_text, clean_stale_temps, dumps_json, nan_to_none, read_json
+from ..limits import check_output
 from ..render import print_cross_check, print_latency, print_report
 from ..report import genotype_report
 from .common import (add_search_options, add_train_options, params_scaled, resolve_config, resolve_train_config,
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace, console) -> int:
                          "expected no --cross-check with a --latency budget")
     if args.train:
         resolve_train_config(args)  # bad training flags fail now, not after the search
-    out = Path(args.out) if args.out else search_run_dir(cfg, args.cross_check)
+    out = check_output(args.out if args.out else search_run_dir(cfg, args.cross_check), "--out")
     run_file = out / "run.json"
     wanted = run_identity(cfg, args.cross_check)
     if run_file.is_file() and not args.force:
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace, console) -> int:
             from ..genotype import Genotype
 
             genotype = Genotype.from_dict(previous["genotype"])
-            console.print(f"[dim]{out} already holds this search (same options and seed); showing it (--force to redo)[/]")
+            console.print(f"[dim]{escape(str(out))} already holds this search (same options and seed); showing it (--force to redo)[/]")
             _show(console, cfg, genotype, args.build_check, scaled)
             if previous.get("latency"):
                 print_latency(console, previous["latency"])
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace, console) -> int:
         if previous is not None and previous.get("command") == "search" and not same:
             raise ValueError(f"--out: {out} holds a different search ({_difference(previous, wanted)}); "
                              "use another --out, or --force to replace it")
+    clean_stale_temps(out)
     started = time.time()
     result = search_with_progress(cfg, console)
     genotype, objective, cross = result.genotype, result.objective, None
@@ -100,24 +103,24 @@ def run(args: argparse.Namespace, console) -> int:
         "format": "deepmad-evo/run/1", "command": "search", "config": cfg.to_dict(), "seed": cfg.search.seed,
         "identity": wanted, "versions": versions(), "started": started, "wall_seconds": result.seconds,
         "evaluations": result.n_evals, "feasible": result.feasible, "objective": objective,
-        "genotype": genotype.to_dict(), "text": genotype.to_text(), "history": list(result.history),
+        "genotype": genotype.to_dict(), "text": genotype.to_text(), "history": nan_to_none(list(result.history)),
     }
     if cfg.budget.latency_table is not None:
         record["latency_table_sha1"] = table_digest(cfg)
     if cross is not None:
         record["cross_check"] = cross.to_dict()
     save_genotype(genotype, out / "genotype.json", design=design_of(cfg))
-    atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
+    atomic_write_text(run_file, dumps_json(record, indent=1) + "\n")
     if cross is not None:
-        print_cross_check(console, cross, title=f"{cfg.name}: GA vs continuous relaxation", returned=True)
+        print_cross_check(console, cross, title=f"{escape(cfg.name)}: GA vs continuous relaxation", returned=True)
     _show(console, cfg, genotype, args.build_check, scaled)
     if cfg.budget.latency is not None:
         from ..latency.profile import time_winner
 
         record["latency"] = time_winner(genotype, cfg.budget, timed=not args.no_build)
-        atomic_write_text(run_file, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(run_file, dumps_json(record, indent=1) + "\n")
         print_latency(console, record["latency"])
-    console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{out / 'genotype.json'}[/]")
+    console.print(f"searched {result.n_evals:,} genotypes in {result.seconds:.2f} s → [bold]{escape(str(out / 'genotype.json'))}[/]")
     return train_genotype(genotype, args, console, out / "train") if args.train else 0
 
 
@@ -138,7 +141,7 @@ def _difference(previous: dict, wanted: dict) -> str:
 
 def _show(console, cfg, genotype, build: bool = False, scaled: bool = False) -> None:
     report = genotype_report(genotype, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention, cfg.budget)
-    print_report(console, report, title=f"{cfg.name}: best network")
+    print_report(console, report, title=f"{escape(cfg.name)}: best network")
     b = cfg.budget
     if scaled:
         console.print(f"[dim]params budget {b.params / 1e6:.2f} M: the preset's params budget scaled with --budget "
@@ -156,8 +159,15 @@ def table_digest(cfg) -> str | None:
     return hashlib.sha1(Path(cfg.budget.latency_table).read_bytes()).hexdigest()
 
 
-def _load_previous(path: Path):
+def _load_previous(path: Path) -> dict | None:
+    """A previous run record that can be shown again (parseable, bounded, with a valid genotype), else None."""
+    from ..genotype import Genotype
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        previous = read_json(path)
+        if isinstance(previous, dict):
+            Genotype.from_dict(previous.get("genotype"))
+            return previous
+    except ValueError:
+        pass
+    return None

@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace, console) -> int:
+    from rich.markup import escape
+
     from rich.table import Table
 
     from ..genotype import Genotype
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace, console) -> int:
     console.print(table)
     for name, value in result.correlations().items():
         console.print(f"Spearman(top-1, {name}) = " + ("n/a" if math.isnan(value) else f"{value:+.2f}"))
-    console.print(f"study.csv, study.json and fig2.png in [bold]{out}[/]")
+    console.print(f"study.csv, study.json and fig2.png in [bold]{escape(str(out))}[/]")
     if result.failed:
         console.print(f"[red]{len(result.failed)} network(s) failed: "
                       f"{', '.join(r['name'] for r in result.failed)}; rerun to retry them[/]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..limits import arg_image_side, arg_seed
 from .common import add_train_options, train_label
 from .progress import train_genotype
 
@@ -19,8 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", metavar="NAME", default=None, help="a zoo name (same as giving it as GENOTYPE)")
     p.add_argument("--out", default=None,
                    help="run folder (default runs/train-<name>-<genotype hash>-<dataset>: one per network and dataset)")
-    p.add_argument("--seed", dest="train_seed", metavar="SEED", type=int, default=None, help="training seed (default from the config)")
-    p.add_argument("--image-size", dest="train_image_size", metavar="PX", type=int, default=None,
+    p.add_argument("--seed", dest="train_seed", metavar="SEED", type=arg_seed, default=None, help="training seed (default from the config)")
+    p.add_argument("--image-size", dest="train_image_size", metavar="PX", type=arg_image_side, default=None,
                    help="training image side (default: the config's, else the genotype's)")
     add_train_options(p, config_flag="--config")
 

@@ -42,6 +42,8 @@ def _alphas(values):
 
 
 def run(args: argparse.Namespace, console) -> int:
+    from rich.markup import escape
+
     from rich.table import Table
 
     from ..studies.tune import design, grid, tune_local, tune_ray
@@ -93,5 +95,5 @@ def run(args: argparse.Namespace, console) -> int:
         console.print("[red]no trial finished; see the errors above[/]")
         return 1
     console.print(f"winner: [bold]{result.winner['name']}[/] (rho0 {result.winner['rho0']:g}, top-1 "
-                  f"{result.winner['top1']:.2f}%); tune.csv, tune.json and tune.png in [bold]{out}[/]")
+                  f"{result.winner['top1']:.2f}%); tune.csv, tune.json and tune.png in [bold]{escape(str(out))}[/]")
     return 1 if any(r["status"] == "failed" for r in result.rows) else 0

@@ -9,9 +9,11 @@ so 15.4 G gets 99.2 M); a config with a params budget but no MAC budget keeps it
 constant; one with neither has no params budget. ρ0, max layers and the monotone-channel switch
 come from the config and are the same at every point.
 
-Determinism. The search of a point is seeded from the run seed and the point's budget values
-(``budget_seed``), never from a worker index or the order of completion, so ``jobs`` changes the
-wall time only. Workers run in a ``forkserver`` (or ``spawn``) context; ``jobs = 1`` runs in-process.
+Determinism. The search of a point uses the run seed and the standalone search's settings, so it
+returns what ``run.py search`` with that budget and seed returns; the sweep is seeded from the run
+seed and its range (``budget_seed``); nothing depends on a worker index or the order of
+completion, so ``jobs`` changes the wall time only. Workers run in
+``deepmad_evo.parallel``'s pool; ``jobs = 1`` runs in-process.
 
 Monotonicity. Independent searches can end with a larger budget scoring lower than a smaller one
 (the larger space is harder to search). Each point therefore reports the best of *all* searched
@@ -44,15 +46,15 @@ and ``pareto.json``), ``plot`` (the picture).
 
 from __future__ import annotations
 
-from .budgets import (PARETO_MAX_CHAINS, RECORD_FORMAT, BudgetPoint, Sweep, budget_points, budget_seed, check_budget,
-                      latency_label, latency_points, monotone_points, point_budget, quantity_label, scaled_params,
-                      search_settings, solve_budget)
+from .budgets import (RECORD_FORMAT, BudgetPoint, Sweep, budget_points, budget_seed, check_budget, latency_label,
+                      latency_points, monotone_points, point_budget, quantity_label, scaled_params, search_settings,
+                      solve_budget)
 from .plot import plot_pareto
 from .references import PUBLISHED_DIR, reference_points
 from .run import RUN_FORMAT, assemble, run_pareto
 from .sweep import SWEEP_FORMAT, SWEEP_LABEL, FrontProblem, front_best, hypervolume, solve_sweep
 
-__all__ = ["PARETO_MAX_CHAINS", "PUBLISHED_DIR", "RECORD_FORMAT", "RUN_FORMAT", "SWEEP_FORMAT", "SWEEP_LABEL", "BudgetPoint",
+__all__ = ["PUBLISHED_DIR", "RECORD_FORMAT", "RUN_FORMAT", "SWEEP_FORMAT", "SWEEP_LABEL", "BudgetPoint",
            "FrontProblem", "Sweep", "assemble", "budget_points", "budget_seed", "check_budget", "front_best", "hypervolume",
            "latency_label", "latency_points",
            "monotone_points", "plot_pareto", "point_budget", "quantity_label", "reference_points", "run_pareto",

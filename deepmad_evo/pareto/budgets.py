@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from ..config import Config
 from ..genotype import Genotype
-from ..io import atomic_write_text, json_number
+from ..io import atomic_write_text, dumps_json, json_number
 from ..objective import evaluate
 from ..problem import Budget, DeepMADProblem
 from ..search import InfeasibleBudgetError, SearchSettings, run_search, smallest_network
@@ -144,18 +143,14 @@ def budget_seed(seed: int, point: BudgetPoint | Sweep | str) -> int:
     return int(digest[:8], 16) & 0x7FFFFFFF
 
 
-PARETO_MAX_CHAINS = 3
-
-
 def search_settings(cfg: Config) -> SearchSettings:
-    """The per-budget search effort of a config.
+    """The per-budget search effort of a config: the standalone search's, so both give one answer.
 
-    The parallelism of a Pareto run goes across budgets, so each search runs its chains in its
-    own process (``jobs=1``) and at most ``PARETO_MAX_CHAINS`` of them: five budgets at full
-    effort would cost ~60 CPU-seconds; the monotone carry-over between budgets makes up for the
-    shorter searches.
+    A Pareto point and ``run.py search`` with the same template, budgets, seed and settings
+    return the same genotype. The parallelism of a Pareto run goes across budgets, so each
+    search runs its chains in its own process (``jobs=1``; the result never depends on ``jobs``).
     """
-    return cfg.search_settings(chains=min(cfg.search.chains, PARETO_MAX_CHAINS), jobs=1)
+    return cfg.search_settings(jobs=1)
 
 
 def point_budget(cfg: Config, macs: float | None, params: float | None, latency: float | None = None) -> Budget:
@@ -225,7 +220,8 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
     Args:
         cfg: the run configuration.
         point: the budget point.
-        seed: the run seed (the search's own seed is ``budget_seed(seed, point)``).
+        seed: the run seed, which is also the search's seed: the point is what the standalone
+            search with this budget and seed returns.
         path: where the record goes (atomically); ``None`` writes nothing.
         report: called with ``{"event": "progress", "label", "fraction", "best_objective"}``.
 
@@ -243,7 +239,7 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
         last[0] = f
         report({"event": "progress", "label": label, "fraction": f, "best_objective": info.get("best_objective")})
 
-    search_seed = budget_seed(seed, point)
+    search_seed = seed
     cpu0 = time.process_time()
     try:
         result = run_search(cfg.search_space(), point_budget(cfg, point.macs, point.params, point.latency),
@@ -257,7 +253,7 @@ def solve_budget(cfg: Config, point: BudgetPoint, seed: int, path: Path | None, 
               "evaluations": int(result.n_evals), "seconds": float(result.seconds),
               "cpu_seconds": time.process_time() - cpu0}
     if path is not None:
-        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(path, dumps_json(record, indent=1) + "\n")
     return record
 
 

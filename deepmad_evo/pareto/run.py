@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -10,8 +9,9 @@ from typing import Callable, Sequence
 
 from ..config import Config
 from ..genotype import Genotype, save_genotype
-from ..io import atomic_write_text, jsonable
-from .budgets import RECORD_FORMAT, BudgetPoint, Sweep, check_budget, monotone_points, quantity_label
+from ..io import atomic_write_text, clean_stale_temps, dumps_json, jsonable, read_json
+from ..parallel import default_jobs
+from .budgets import RECORD_FORMAT, BudgetPoint, Sweep, check_budget, monotone_points, quantity_label, record_point
 from .plot import plot_pareto
 from .references import PUBLISHED_DIR, reference_points
 from .sweep import SWEEP_FORMAT, SWEEP_LABEL, front_best, hypervolume
@@ -22,22 +22,61 @@ Callback = Callable[[dict], None]
 RUN_FORMAT = "deepmad-evo/pareto/1"
 
 
-def _load_record(path: Path, expect: dict, what: str, out: Path) -> dict | None:
+def _load_record(path: Path, expect: dict, what: str, out: Path, cfg: Config) -> dict | None:
     """A matching finished record, ``None`` when absent; a mismatch is a one-line error naming the first
-    differing key of ``expect`` (ordered most telling first: format, seed, budget, config)."""
+    differing key of ``expect`` (ordered most telling first: format, seed, budget, config); a damaged
+    record of this run is a one-line error too."""
     if not path.is_file():
         return None
     hint = f"use a new --out (or delete {path})"
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        record = read_json(path)
+    except ValueError:
         raise ValueError(f"--out: {path} is not a readable pareto record; {hint}") from None
     if not isinstance(record, dict):
         raise ValueError(f"--out: {path} is not a pareto record; {hint}")
     for key, value in expect.items():
         if record.get(key) != value:
             raise ValueError(f"--out: {out} holds {what} of a different run ({key} differs); {hint}")
+    problem = _record_problem(record, cfg)
+    if problem:
+        raise ValueError(f"--out: {path} is damaged ({problem}); delete it to search this budget again")
     return record
+
+
+def _record_problem(record: dict, cfg: Config) -> str | None:
+    """What is wrong with a finished record of the right run (``None``: usable as is)."""
+    def number(key, kind=(int, float)):
+        v = record.get(key)
+        return None if isinstance(v, kind) and not isinstance(v, bool) else f"{key} is missing or not a number"
+
+    for key, kind in (("search_seed", int), ("evaluations", int), ("seconds", (int, float))):
+        if (p := number(key, kind)):
+            return p
+    if record["format"] == SWEEP_FORMAT:
+        for key in ("pop_size", "generations"):
+            if (p := number(key, int)):
+                return p
+        front = record.get("front")
+        if not isinstance(front, list):
+            return "front is missing"
+        for i, row in enumerate(front):
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not all(
+                    isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+                    for k in ("objective", "macs", "params", "rho", "layers")):
+                return f"front[{i}] is not a point"
+        return None
+    try:
+        genotype = Genotype.from_dict(record.get("genotype"))
+    except ValueError as exc:
+        return f"genotype: {str(exc)[:120]}"
+    # The cached numbers must be those of the cached genotype.
+    for key, value in record_point(genotype, cfg).items():
+        if record.get(key) != value:
+            return f"{key} does not match its genotype"
+    if not isinstance(record.get("feasible"), bool):
+        return "feasible is missing"
+    return None
 
 
 
@@ -51,8 +90,8 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
         points: budget points (``budget_points``).
         out: the run directory; finished budgets found there are reused.
         jobs: worker processes (default: the usable cores); 1 runs in-process. Workers start by
-            forkserver/spawn, so a script calling this with jobs > 1 needs the usual
-            ``if __name__ == "__main__":`` guard.
+            forkserver/spawn when the caller runs threads (``deepmad_evo.parallel``), so a script
+            calling this with jobs > 1 needs the usual ``if __name__ == "__main__":`` guard.
         sweep: optional NSGA-II sweep.
         callback: progress events — ``{"event": "start", "labels", "reused"}``, ``{"event":
             "progress", "label", "fraction", "best_objective"}``, ``{"event": "done", "label",
@@ -75,7 +114,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
     if latency_run and (sweep is not None or any(p.latency is None for p in points)):
         raise ValueError("--latency: a latency run has latency budgets only; expected no --budget or --sweep with it")
     if jobs is None:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        jobs = default_jobs()
     if jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {jobs}")
     space = cfg.search_space()
@@ -95,7 +134,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
         expect = {"format": SWEEP_FORMAT, "seed": seed,
                   "sweep": jsonable({"macs_min": sweep.macs_min, "macs_max": sweep.macs_max,
                                       "params_max": sweep.params_max}), "config": config}
-        record = _load_record(path, expect, "a sweep", out)
+        record = _load_record(path, expect, "a sweep", out, cfg)
         if record is None:
             tasks.append(("sweep", cfg, sweep, seed, path))
         else:
@@ -106,7 +145,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
         expect = {"format": RECORD_FORMAT, "seed": seed,
                   "budget": jsonable(p.record(cfg)),
                   "config": config}
-        record = _load_record(path, expect, f"budget {p.label}", out)
+        record = _load_record(path, expect, f"budget {p.label}", out, cfg)
         if record is None:
             tasks.append(("budget", cfg, p, seed, path))
         else:
@@ -118,6 +157,7 @@ def run_pareto(cfg: Config, points: Sequence[BudgetPoint], *, out: str | os.Path
     for label in reused:
         report({"event": "done", "label": label, "record": records[label], "reused": True})
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
     records.update(run_tasks(tasks, jobs, report))
     return assemble(cfg, points, records, out=out, sweep=sweep, reused=reused, published=published,
                     seconds=time.perf_counter() - t0)
@@ -179,7 +219,7 @@ def assemble(cfg: Config, points: Sequence[BudgetPoint], records: dict, *, out: 
            "points": rows, "sweep": sweep_out, "hypervolume": hyper,
            "references": refs, "references_skipped": skipped,
            "carried": sum(r["source"] != r["label"] for r in rows), "wall_seconds": seconds}
-    atomic_write_text(out / "pareto.json", json.dumps(run, indent=1) + "\n")
+    atomic_write_text(out / "pareto.json", dumps_json(run, indent=1) + "\n")
     plot_pareto(run, out / "pareto.png")
     return run
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,7 +17,7 @@ from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from ..config import Config
-from ..io import atomic_write_text, json_number
+from ..io import atomic_write_text, dumps_json, json_number
 from ..objective import DEFAULT_BETA
 from ..problem import Budget, DeepMADProblem, MonotoneRepair
 from ..search import feasible_samples
@@ -152,7 +151,7 @@ def solve_sweep(cfg: Config, sweep: Sweep, seed: int, path: Path | None, report:
               "pop_size": pop_size, "generations": n_gen, "evaluations": n_evals,
               "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0, "front": front}
     if path is not None:
-        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(path, dumps_json(record, indent=1) + "\n")
     return record
 
 

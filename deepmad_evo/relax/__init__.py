@@ -40,18 +40,21 @@ over the depths (``depth_branch_and_bound``) bounds the problem with integral de
 
 Modules: ``dual`` (forward-mode dual numbers), ``relaxation`` (the relaxed problem and SLSQP),
 ``rounding`` (back to the grid: round, repair, polish), ``depth_bound`` (branch and bound over the
-depths), ``crosscheck`` (the GA-versus-relaxation report).
+depths, and the greedy dive), ``step`` (the relaxation as a stage of the search), ``crosscheck``
+(the GA-versus-relaxation report).
 """
 
 from __future__ import annotations
 
 from .crosscheck import GAP_TOLERANCE, CrossCheck, StartReport, cross_check
-from .depth_bound import depth_branch_and_bound
+from .depth_bound import depth_branch_and_bound, depth_dive
 from .dual import Dual
 from .relaxation import (DEPTH_EPSILON, FEASIBILITY_TOLERANCE, RelaxedValues, Relaxation, SqueezeBound,
                          admissible_btn, smooth_relu, smoothed_std)
 from .rounding import round_and_repair
+from .step import relaxation_step
 
 __all__ = ["DEPTH_EPSILON", "FEASIBILITY_TOLERANCE", "GAP_TOLERANCE", "CrossCheck", "Dual", "RelaxedValues", "Relaxation",
-           "SqueezeBound", "StartReport", "admissible_btn", "cross_check", "depth_branch_and_bound", "round_and_repair",
+           "SqueezeBound", "StartReport", "admissible_btn", "cross_check", "depth_branch_and_bound", "depth_dive",
+           "relaxation_step", "round_and_repair",
            "smooth_relu", "smoothed_std"]

@@ -120,7 +120,8 @@ def _num(v):
 
 def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Budget | None = None, *,
                 alpha=None, beta: float = DEFAULT_BETA, convention: str | None = None, seed: int = 0,
-                random_starts: int = 3, kernels: str = "fixed", depth_nodes: int = 0, maxiter: int = 200,
+                random_starts: int = 3, kernels: str = "fixed", depth_nodes: int = 0, bound_gap: float = 0.0,
+                maxiter: int = 200,
                 polish_iterations: int = 100, polish_starts: int = 3, tolerance: float = GAP_TOLERANCE,
                 depth_epsilon: float = DEPTH_EPSILON, callback: Callback | None = None) -> CrossCheck:
     """Cross-check a discrete solution against the continuous relaxation of its problem.
@@ -138,7 +139,9 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
             and bounds over all of them.
         depth_nodes: when > 0, also bound the problem with integral depths by a branch and
             bound over the depths of at most this many SLSQP nodes (``depth_branch_and_bound``)
-            and round its best leaf too.
+            and round every leaf it reaches (each rounding raises the incumbent that prunes).
+        bound_gap: relative-gap stop of that branch and bound: nodes within this fraction of the
+            incumbent are pruned (the reported bound then includes incumbent·(1 + bound_gap)).
         maxiter: SLSQP iteration limit per start.
         polish_iterations: best-improvement steps of the discrete polish after rounding (0: none).
         polish_starts: how many of the best distinct roundings are polished.
@@ -206,7 +209,7 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
                         + ([objective_of(problem, rounded_x)] if rounded_x is not None else []), default=-np.inf)
         depth_bound, rounded_x, repaired_objective = _bound_depths(
             problem, relaxed, incumbent, depth_nodes, report, rounded_x, repaired_objective,
-            (polish_iterations, polish_starts, seed), warnings)
+            (polish_iterations, polish_starts, seed), warnings, bound_gap)
         solver_seconds += depth_bound["seconds"]
     rounded_g = rounded_evaluation = None
     rounded_objective = float("nan")
@@ -292,23 +295,31 @@ def _best_relaxed(feasible_runs, relaxations: dict) -> dict | None:
 
 
 def _bound_depths(problem: DeepMADProblem, relaxed: dict, incumbent: float, depth_nodes: int, report: Callback,
-                  rounded_x, repaired_objective: float, polish: tuple, warnings: list[str]):
-    """Branch and bound over the depths; its best leaf is rounded too and kept when it rounds better.
+                  rounded_x, repaired_objective: float, polish: tuple, warnings: list[str], bound_gap: float = 0.0):
+    """Branch and bound over the depths; every leaf is rounded as it is reached, the best rounding kept.
 
     Returns:
         (the bound's record, the best rounded vector, its objective before the polish).
     """
-    bound, z_leaf = depth_branch_and_bound(relaxed["relaxation"], relaxed["z"], incumbent, depth_nodes,
-                                           callback=report)
+    leaf_best: list = []
+
+    def round_leaf(z_leaf):
+        # Round every leaf as it is found: a better incumbent prunes more of the tree.
+        x_leaf, f_leaf = round_and_polish(problem, [(relaxed["relaxation"], z_leaf)], *polish)
+        if x_leaf is None:
+            return -np.inf
+        f = objective_of(problem, x_leaf)
+        if not leaf_best or f > leaf_best[0][0]:
+            leaf_best[:] = [(f, x_leaf, f_leaf)]
+        return f
+
+    bound, _ = depth_branch_and_bound(relaxed["relaxation"], relaxed["z"], incumbent, depth_nodes, callback=report,
+                                      leaf=round_leaf, relative_gap=bound_gap)
     if bound["pruned_infeasible"]:
         warnings.append(f"depth bound: {bound['pruned_infeasible']} nodes ended infeasible in SLSQP and "
                         "were pruned (not certified)")
-    if z_leaf is not None:
-        x_leaf, f_leaf = round_and_polish(problem, [(relaxed["relaxation"], z_leaf)], *polish)
-        better = x_leaf is not None and (rounded_x is None
-                                         or objective_of(problem, x_leaf) > objective_of(problem, rounded_x))
-        if better:
-            rounded_x, repaired_objective = x_leaf, f_leaf
+    if leaf_best and (rounded_x is None or leaf_best[0][0] > objective_of(problem, rounded_x)):
+        _, rounded_x, repaired_objective = leaf_best[0]
     return bound, rounded_x, repaired_objective
 
 

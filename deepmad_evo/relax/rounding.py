@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..problem import DeepMADProblem
-from ..search import local_search, neighbourhood
+from ..polish import local_search, neighbourhood
 from .relaxation import Relaxation
 
 

@@ -38,7 +38,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                          "delete it to start over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint: {str(path)!r} is not a {CHECKPOINT_FORMAT} file")
+    for key, kind in _CHECKPOINT_KEYS.items():
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"checkpoint: {str(path)!r} is damaged ({key} is "
+                             f"{'missing' if key not in state else type(value).__name__}, expected "
+                             f"{kind.__name__}); delete it to start over")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        raise ValueError(f"checkpoint: {str(path)!r} is damaged (model holds non-tensors); delete it to start over")
     return state
+
+
+# What ``check_compatible`` and the resume read, with their types (a damaged file is refused up front).
+_CHECKPOINT_KEYS = {"epoch": int, "steps_per_epoch": int, "world_size": int, "recipe": dict, "model": dict,
+                    "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": list, "history": list}
 
 
 def check_compatible(state: dict, path: Path, model: nn.Module, config: TrainConfig, steps_per_epoch: int) -> None:

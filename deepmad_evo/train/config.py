@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_SEED
 from ..resources import recipe_dir
 from ..schema import ConfigError, boolean, choice, integer, number, read_toml, sequence, string
 
@@ -47,15 +48,15 @@ class TrainConfig:
     # [data]
     dataset: str = _option("imagefolder", "data", choice(DATASETS))
     path: str = _option("", "data", string, runtime=True)
-    image_size: int = _option(0, "data", integer(0))  # 0: the genotype's own image size
+    image_size: int = _option(0, "data", integer(0, MAX_IMAGE_SIDE))  # 0: the genotype's own image size
     eval_crop: float = _option(0.875, "data", number(0.0, 1.0, open_low=True))
     interpolation: str = _option("bilinear", "data", choice(INTERPOLATIONS))  # resizes and augment policies
     mean: tuple = _option(IMAGENET_MEAN, "data", _RGB)
     std: tuple = _option(IMAGENET_STD, "data", _RGB)
-    fake_images: int = _option(1024, "data", integer(1))
-    fake_val_images: int = _option(256, "data", integer(1))
-    fake_classes: int = _option(1000, "data", integer(2))
-    workers: int = _option(8, "data", integer(0), runtime=True)
+    fake_images: int = _option(1024, "data", integer(1, 10**7))
+    fake_val_images: int = _option(256, "data", integer(1, 10**7))
+    fake_classes: int = _option(1000, "data", integer(2, MAX_CLASSES))
+    workers: int = _option(8, "data", integer(0, 1024), runtime=True)
     repeated_aug: int = _option(1, "data", integer(1))  # > 1: timm's RepeatAugSampler with this many repeats
     # [augment]
     crop: str = _option("resized", "augment", choice(CROPS))
@@ -71,8 +72,8 @@ class TrainConfig:
     label_smoothing: float = _option(0.1, "augment", number(0.0, 1.0))
     # [optim]
     optimizer: str = _option("sgd", "optim", choice(OPTIMIZERS))  # adamw: torch.optim.AdamW
-    epochs: int = _option(480, "optim", integer(1))
-    batch_size: int = _option(256, "optim", integer(1))
+    epochs: int = _option(480, "optim", integer(1, 10**6))
+    batch_size: int = _option(256, "optim", integer(1, 2**20))
     lr: float = _option(0.1, "optim", number(0.0, open_low=True))  # per 256 images
     min_lr: float = _option(0.0, "optim", number(0.0))  # per 256 images, reached at the end
     momentum: float = _option(0.9, "optim", number(0.0, 1.0))  # SGD momentum; AdamW's beta1
@@ -89,7 +90,7 @@ class TrainConfig:
     zero_init_residual: bool = _option(False, "model", boolean)
     sync_bn: bool = _option(False, "model", boolean)
     # [run]
-    seed: int = _option(0, "run", integer(0))
+    seed: int = _option(0, "run", integer(0, MAX_SEED))
     device: str = _option("auto", "run", choice(DEVICES), runtime=True)
     amp: bool = _option(True, "run", boolean, runtime=True)
     channels_last: bool = _option(True, "run", boolean, runtime=True)

@@ -198,18 +198,25 @@ def _resume(path: Path, state: dict, config, runtime: Runtime, generator, steps_
     """Load the checkpoint into the model, optimizer, scheduler, scaler and EMA; returns (history, start epoch)."""
     saved = load_checkpoint(path)
     check_compatible(saved, path, state["model"], config, steps_per_epoch)
-    for name in ("model", "optimizer", "scheduler"):
-        state[name].load_state_dict(saved[name])
-    if saved["scaler"]:  # empty when saved without fp16 (AMP may change between runs)
-        state["scaler"].load_state_dict(saved["scaler"])
-    if state["ema"] is not None:
-        state["ema"].load_state_dict(saved["ema"])
-    start_epoch = saved["epoch"]
-    if saved["world_size"] == runtime.world_size:
-        restore_rng(saved["rng"], runtime, generator)
-    else:  # another process count: exact continuation is impossible; reseed per epoch instead
-        torch.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch)
-        generator.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch + 1)
+    try:  # a checkpoint with the right tag and key types can still hold state that does not fit
+        for name in ("model", "optimizer", "scheduler"):
+            state[name].load_state_dict(saved[name])
+        if saved["scaler"]:  # empty when saved without fp16 (AMP may change between runs)
+            state["scaler"].load_state_dict(saved["scaler"])
+        if state["ema"] is not None:
+            state["ema"].load_state_dict(saved["ema"])
+        start_epoch = saved["epoch"]
+        if not 0 <= start_epoch <= config.epochs:
+            raise ValueError(f"epoch {start_epoch} outside [0, {config.epochs}]")
+        if saved["world_size"] == runtime.world_size:
+            restore_rng(saved["rng"], runtime, generator)
+        else:  # another process count: exact continuation is impossible; reseed per epoch instead
+            torch.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch)
+            generator.manual_seed(config.seed * 1_000_003 + runtime.rank + 7919 * start_epoch + 1)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0][:100] if str(exc) else ""
+        raise ValueError(f"checkpoint: {str(path)!r} is damaged ({type(exc).__name__}: {reason}); "
+                         "delete it to start over") from None
     return list(saved["history"]), start_epoch
 
 
