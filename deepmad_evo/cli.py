@@ -29,6 +29,9 @@ COMMANDS = {
     "cross-check": "deepmad_evo.commands.crosscheck",
     "profile": "deepmad_evo.commands.profile",
     "presets": "deepmad_evo.commands.presets",
+    "sample": "deepmad_evo.commands.sample",
+    "study": "deepmad_evo.commands.study",
+    "tune": "deepmad_evo.commands.tune",
 }
 
 EXIT_USAGE = 2

@@ -267,7 +267,7 @@ def test_ddp_gloo_two_processes_equal_one_process(tmp_path):
     (["--data", "{tmp}", "--dataset", "cifar100"], "--data: no CIFAR-100 under '{tmp}'; expected "
                                                    "DIR/cifar-100-python/{{train,test,meta}}"),
     ([], "--data: required for dataset 'imagefolder'"),
-    (["--dataset", "mnist"], "--dataset: expected one of imagefolder, cifar100, fake, got 'mnist'"),
+    (["--dataset", "mnist"], "--dataset: expected one of imagefolder, cifar100, fake, digits, got 'mnist'"),
     (["--dataset", "fake", "--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
     (["--model", "x"], "train: expected a GENOTYPE (run directory, file, text form or zoo name) or --model NAME, "
                        "exactly one of them"),

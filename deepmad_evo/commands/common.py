@@ -99,16 +99,19 @@ def pareto_run_dir(cfg) -> Path:
 
 
 # Which recipe a bare --dataset picks when no --config is given.
-PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke"}
+PRESET_OF_DATASET = {"imagefolder": "imagenet", "cifar100": "cifar100", "fake": "smoke", "digits": "digits"}
 
 
-def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config") -> None:
-    """The training flags, shared by `train` and `search --train` (which names the recipe --train-config)."""
+def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config", single_run: bool = True) -> None:
+    """The training flags, shared by `train`, `search --train`, `study` and `tune` (the last three name the
+    recipe --train-config; studies train many networks from scratch and always resume, so they go without
+    --resume, --init and --evaluate-only)."""
     p.add_argument("--data", metavar="DIR", default=None,
                    help="dataset folder: DIR/train and DIR/val (imagefolder) or the folder holding cifar-100-python/")
-    p.add_argument("--dataset", default=None, help="imagefolder (default), cifar100 or fake")
+    p.add_argument("--dataset", default=None,
+                   help="imagefolder (default), cifar100, fake or digits (scikit-learn's; needs no --data)")
     p.add_argument(config_flag, dest="train_config", metavar="PRESET|TOML", default=None,
-                   help="training preset (imagenet, cifar100, smoke) or TOML path; default chosen by --dataset")
+                   help="training preset (imagenet, cifar100, smoke, digits) or TOML path; default chosen by --dataset")
     p.add_argument("--epochs", type=arg_int(1, 10**6), default=None,
                    help="epochs (default from the recipe; a run shorter than the recipe's warm-up gets its warm-up "
                         "clamped to half the run, with a notice)")
@@ -120,15 +123,16 @@ def add_train_options(p: argparse.ArgumentParser, config_flag: str = "--config")
     p.add_argument("--ema-decay", type=arg_float, default=None, help="also evaluate an EMA of the weights (e.g. 0.9998)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
     p.add_argument("--set", dest="train_settings", metavar="SECTION.KEY=VALUE", action="append", default=[],
                    help="set any recipe field, e.g. --set augment.auto_augment=randaugment --set optim.optimizer=adamw "
                         "(TOML value; repeatable; applied before the flags above)")
-    p.add_argument("--init", metavar="WEIGHTS", default=None,
-                   help="start from these weights (a folder with model.safetensors or a .safetensors file); a "
-                        "classifier of another width is re-initialised")
-    p.add_argument("--evaluate-only", action="store_true",
-                   help="only evaluate (top-1/5 on the validation split) the --init weights or the --resume checkpoint")
+    if single_run:
+        p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+        p.add_argument("--init", metavar="WEIGHTS", default=None,
+                       help="start from these weights (a folder with model.safetensors or a .safetensors file); a "
+                            "classifier of another width is re-initialised")
+        p.add_argument("--evaluate-only", action="store_true",
+                       help="only evaluate (top-1/5 on the validation split) the --init weights or the --resume checkpoint")
 
 
 def resolve_train_config(args: argparse.Namespace, notify=None):
@@ -182,3 +186,33 @@ def train_run_dir(genotype, name: str | None, dataset: str) -> Path:
     """``runs/train-<name>-<8 hex of the genotype>-<dataset>``: two different networks never share a folder."""
     digest = hashlib.sha1(genotype.to_text().encode()).hexdigest()[:8]
     return Path("runs") / f"train-{name or 'genotype'}-{digest}-{dataset}"
+
+
+# ------------------------------------------------------------------------- study and tune trials
+def add_trial_options(p: argparse.ArgumentParser) -> None:
+    """Training flags (recipe via --train-config) plus where and how the trials run."""
+    add_train_options(p, config_flag="--train-config", single_run=False)
+    p.add_argument("--seed", dest="train_seed", metavar="SEED", type=int, default=None,
+                   help="training seed, the same for every network (default from the recipe)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: one trial after another in this process (default); ray: Ray tasks, one per GPU "
+                        "(or per --cpus-per-trial CPUs), on a local Ray instance or --ray-address")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto, ray://host:10001); default: start a local instance")
+    p.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per Ray trial (default 1)")
+    p.add_argument("--retries", type=int, default=1, help="further attempts of a failing trial (default 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per local trial (default 1: small networks on shared CPUs)")
+
+
+def check_trial_options(args: argparse.Namespace) -> None:
+    for flag, value, low in (("--cpus-per-trial", args.cpus_per_trial, 1), ("--retries", args.retries, 0),
+                             ("--threads", args.threads, 1)):
+        if value < low:
+            raise ValueError(f"{flag}: expected an integer >= {low}, got {value}")
+
+
+def trial_recipe(args: argparse.Namespace, image_size: int):
+    """The recipe every trial shares, with the genotypes' image size when the recipe leaves it open."""
+    recipe = resolve_train_config(args)
+    return recipe.with_overrides(image_size=image_size) if recipe.image_size == 0 else recipe

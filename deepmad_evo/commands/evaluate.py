@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data", metavar="DIR", default=None,
                    help="dataset folder: DIR/val (imagefolder) or the folder holding cifar-100-python/")
     p.add_argument("--dataset", default=None,
-                   help="imagefolder, cifar100 or fake (default: the one the weights were trained on)")
+                   help="imagefolder, cifar100, fake or digits (default: the one the weights were trained on)")
     p.add_argument("--config", dest="train_config", metavar="PRESET|TOML", default=None,
                    help="recipe whose eval transform to use when config.json records none (default imagenet, with "
                         "the preprocessing config.json states)")

@@ -1,4 +1,4 @@
-"""Library calls that run for a while, with live rich feedback: search, cross-check, build check, training."""
+"""Library calls that run for a while, with live rich feedback: search, cross-check, build check, training, study trials."""
 
 from __future__ import annotations
 
@@ -271,3 +271,47 @@ def _summary(console, result) -> None:
     console.print(f"metrics.csv, metrics.json, curves.png, checkpoint.pt, model.pt"
                   + (", model.safetensors + config.json" if weights else " (pip install 'deepmad-evo[safetensors]' "
                      "for model.safetensors)") + f" in [bold]{escape(str(result.out_dir))}[/]")
+
+
+class TrialsView:
+    """A bar over all trials and one over the current trial's epochs; one line per finished trial."""
+
+    def __init__(self, console, total: int, title: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+        self.total_task = self.progress.add_task(title, total=total, info="")
+        self.trial_task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def advance(self, line: str | None = None) -> None:
+        self.progress.advance(self.total_task)
+        if line:
+            self.progress.console.print(line)
+
+    def callback_for(self, spec: dict):
+        """The TrainEvent callback of one trial (local executor)."""
+
+        def update(event):
+            if event.kind == "start":
+                if self.trial_task is not None:
+                    self.progress.remove_task(self.trial_task)
+                self.trial_task = self.progress.add_task(f"{spec['name']}", total=event.epochs * event.steps_per_epoch,
+                                                         completed=event.step, info="")
+            elif event.kind in ("step", "epoch") and self.trial_task is not None:
+                info = f"epoch {min(event.epoch + (event.kind == 'step'), event.epochs)}/{event.epochs}"
+                if event.kind == "epoch" and event.metrics and event.metrics.get("val_top1") is not None:
+                    info += f"  top-1 {event.metrics['val_top1']:.2f}%"
+                elif event.loss is not None:
+                    info += f"  loss {event.loss:.3f}"
+                self.progress.update(self.trial_task, completed=event.step, info=info)
+
+        return update

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from .config import (AUTO_AUGMENT, CHECKPOINT, CHECKPOINT_FORMAT, CONFIG_DIR, CROPS, DATASETS, DEFAULT_PRESET, DEVICES,
                      ConfigError, TrainConfig, apply_settings, load_train_config, train_config_from_dict)
-from .data import (Data, augment_policy, build_data, build_loaders, build_val_loader, eval_transform,
+from .data import (Data, TensorImages, augment_policy, build_data, build_loaders, build_val_loader, digits_data, digits_split,
+                   eval_transform,
                    resolved_image_size, train_transform)
 from .runtime import Runtime, make_model, prepare_model, setup_runtime, uses_channels_last
 from .engine import (TrainEvent, build_batch_mix, build_optimizer, parameter_groups, peak_lr, train_one_epoch,
@@ -26,7 +27,7 @@ from .metrics import METRIC_COLUMNS, plot_curves, write_metrics
 from .trainer import TrainResult, best_epoch, evaluate_model, portable, preprocessing, train
 
 __all__ = ["AUTO_AUGMENT", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG_DIR", "CROPS", "DATASETS", "DEFAULT_PRESET",
-           "DEVICES", "Data", "METRIC_COLUMNS", "Runtime", "TrainConfig", "ConfigError", "TrainEvent",
+           "DEVICES", "Data", "METRIC_COLUMNS", "Runtime", "TensorImages", "digits_data", "digits_split", "TrainConfig", "ConfigError", "TrainEvent",
            "TrainResult", "apply_settings", "atomic_save", "best_epoch", "build_batch_mix", "augment_policy", "build_data", "build_loaders", "build_val_loader", "build_optimizer",
            "check_compatible", "eval_transform", "evaluate_model", "portable", "preprocessing", "load_checkpoint", "load_train_config",
            "make_model", "parameter_groups", "peak_lr", "plot_curves", "prepare_model", "resolved_image_size",

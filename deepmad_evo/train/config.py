@@ -14,7 +14,7 @@ from ..schema import ConfigError, boolean, choice, integer, number, read_toml, s
 
 CONFIG_DIR = recipe_dir()
 DEFAULT_PRESET = "imagenet"
-DATASETS = ("imagefolder", "cifar100", "fake")
+DATASETS = ("imagefolder", "cifar100", "fake", "digits")
 CROPS = ("resized", "padded", "center")
 # AutoAugment policies (imagenet, cifar10, svhn), RandAugment, TrivialAugmentWide, AugMix: torchvision's.
 AUTO_AUGMENT = ("imagenet", "cifar10", "svhn", "randaugment", "trivialaugment", "augmix", "none")

@@ -1,4 +1,4 @@
-"""Datasets and their augmentation (imagefolder, CIFAR-100, fake) and the sharded loaders."""
+"""Datasets and their augmentation (imagefolder, CIFAR-100, fake, scikit-learn digits) and the sharded loaders."""
 
 from __future__ import annotations
 
@@ -107,6 +107,8 @@ def build_data(config: TrainConfig, *, eval_only: bool = False) -> Data:
         val = datasets.FakeData(config.fake_val_images, shape, config.fake_classes, val_tf,
                                 random_offset=config.fake_images)
         return Data(train, val, config.fake_classes, f"FakeData {len(train)}+{len(val)} images")
+    if config.dataset == "digits":
+        return digits_data(train_tf, val_tf)
     if not config.path:
         raise ValueError(f"--data: required for dataset {config.dataset!r} (a local folder; nothing is downloaded)")
     root = Path(config.path).expanduser()
@@ -139,7 +141,60 @@ _LAYOUT = {
     "imagefolder": "DIR/train/<class>/<image> and DIR/val/<class>/<image> (torchvision ImageFolder layout)",
     "cifar100": "DIR/cifar-100-python/{train,test,meta} (the extracted cifar-100-python.tar.gz)",
     "fake": "no folder",
+    "digits": "no folder (scikit-learn ships the images)",
 }
+
+
+class TensorImages(torch.utils.data.Dataset):
+    """Images held in memory as a uint8 tensor (N, C, H, W) with integer labels, transformed on access."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        image = self.images[i]
+        return (image if self.transform is None else self.transform(image)), int(self.labels[i])
+
+
+DIGITS_VAL_FRACTION = 0.22  # 395 of the 1 797 images, the same share of every class
+
+
+def digits_split(labels) -> tuple[list[int], list[int]]:
+    """Fixed, class-stratified train/val indices of scikit-learn's digits (independent of any seed)."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(20230601)  # a constant: the split is part of the dataset, not of a run
+    train, val = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(DIGITS_VAL_FRACTION * len(members)))
+        val.extend(members[:k].tolist())
+        train.extend(members[k:].tolist())
+    return sorted(train), sorted(val)
+
+
+def digits_data(train_tf, val_tf) -> Data:
+    """scikit-learn's handwritten digits (1 797 8x8 images, 10 classes; shipped with the package, no download).
+
+    Grey levels 0..16 become uint8 0..255, repeated over 3 channels so every RGB genotype takes them;
+    the recipe's transforms upscale them to the training side.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ValueError("--dataset: 'digits' needs scikit-learn; install the extra: pip install "
+                         "'deepmad-evo[digits]'") from None
+    digits = load_digits()
+    images = torch.from_numpy((digits.images * (255.0 / 16.0)).round().astype("uint8"))[:, None].expand(-1, 3, -1, -1)
+    labels = torch.from_numpy(digits.target.astype("int64"))
+    train_idx, val_idx = digits_split(digits.target)
+    train = TensorImages(images[train_idx].contiguous(), labels[train_idx], train_tf)
+    val = TensorImages(images[val_idx].contiguous(), labels[val_idx], val_tf)
+    return Data(train, val, 10, f"scikit-learn digits {len(train)}+{len(val)} images (8x8, upscaled)")
 
 
 
