@@ -37,6 +37,8 @@ COMMANDS = {
 EXIT_USAGE = 2
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
+# The reader of our output went away: status 1, as Python's documentation on SIGPIPE advises.
+EXIT_PIPE = 1
 # Longest error line printed (values inside are already cut by their raisers; this is the backstop).
 MAX_MESSAGE = 500
 
@@ -110,7 +112,7 @@ def _install_signals():
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input or environment, 130 interrupted,
-    1 an internal error, whose traceback is written to a file)."""
+    1 an internal error, whose traceback is written to a file, or a closed output pipe)."""
     _signalled.clear()
     previous = _install_signals()
     try:
@@ -150,7 +152,7 @@ def _report(exc: BaseException) -> int:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
-        return EXIT_USAGE
+        return EXIT_PIPE
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return _fail("out of memory for the requested size (expected a smaller network, image size, batch or "
                      "population)")
