@@ -1,4 +1,4 @@
-"""Search benchmark: per preset, wall and CPU time, objective per seed vs the best known, spread, cross-check gap.
+"""Search benchmark: per preset, wall and CPU time, objective per seed vs the best known and the published network, spread, cross-check gap.
 
     python benchmarks/search.py                    # every paper preset, seed 0
     python benchmarks/search.py --seeds 5          # seeds 0..4: spread and the worst ratio to the best known
@@ -31,11 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepmad_evo.config import load_config  # noqa: E402
+from deepmad_evo.models import get_genotype, published_index  # noqa: E402
+from deepmad_evo.objective import evaluate  # noqa: E402
 from deepmad_evo.relax import cross_check  # noqa: E402
 from deepmad_evo.search import run_search  # noqa: E402
 
 PAPER_PRESETS = ("r18", "r34", "r50", "mb-29m", "mb-50m", "mb-89m", "b0", "mbv2")
 BEST_KNOWN = ROOT / "benchmarks" / "best_known.json"
+# The authors' published network for a preset (zoo `deepmad-*-published`), scored under the preset's objective.
+PUBLISHED = {entry["preset"]: name for name, entry in published_index().items() if entry["preset"]}
 
 
 def cpu_seconds() -> float:
@@ -54,12 +58,14 @@ def main() -> None:
     best_known = json.loads(BEST_KNOWN.read_text()) if BEST_KNOWN.is_file() else {}
     print(f"{os.cpu_count()} CPUs; load = 1-minute load average when the search ended")
     print(f"{'preset':8} {'seed':>4} {'wall s':>7} {'CPU s':>7} {'load':>5} {'evals':>10} {'objective':>11} "
-          f"{'best known':>11} {'ratio':>7}  genotype")
+          f"{'best known':>11} {'ratio':>7} {'published':>10} {'/ publ.':>7}  genotype")
     summary = []
     for name in args.presets:
         cfg = load_config(name)
         o = cfg.objective
         ref = best_known.get(name, {}).get("objective")
+        pub = (evaluate(get_genotype(PUBLISHED[name]), o.alpha, o.beta, o.convention).objective
+               if name in PUBLISHED else None)
         settings = cfg.search_settings()
         objectives, walls, cpus, first = [], [], [], None
         for seed in range(args.seeds):
@@ -72,8 +78,10 @@ def main() -> None:
             walls.append(wall)
             cpus.append(cpu)
             ratio = f"{r.objective / ref:.5f}" if ref else "-"
+            vs_pub = f"{r.objective / pub:.3f}" if pub else "-"
             print(f"{name:8} {seed:>4} {wall:7.2f} {cpu:7.2f} {os.getloadavg()[0]:5.2f} {r.n_evals:>10,} "
-                  f"{r.objective:11.2f} {ref or float('nan'):11.2f} {ratio:>7}  {r.genotype.to_text()}", flush=True)
+                  f"{r.objective:11.2f} {ref or float('nan'):11.2f} {ratio:>7} {pub or float('nan'):10.2f} {vs_pub:>7}  "
+                  f"{r.genotype.to_text()}", flush=True)
         a = np.array(objectives)
         line = {"preset": name, "wall_max": max(walls), "cpu_max": max(cpus), "min": a.min(), "max": a.max(),
                 "spread": (a.max() - a.min()) / a.max(), "worst_ratio": a.min() / ref if ref else float("nan")}
