@@ -7,7 +7,7 @@ import pytest
 from deepmad_evo.config import load_config
 from deepmad_evo.latency.loop import MAX_ROUNDS, MAX_SLACK, accepts, honour_budget, next_target
 from deepmad_evo.latency.model import model_for
-from tests.latency_synth import synthetic_table
+from tests.latency_synth import tiny_table_file
 
 T = 10e-3
 
@@ -83,9 +83,7 @@ def test_never_honoured_keeps_the_fastest_measured_design_and_says_so():
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("loop") / "tiny.json"
-    synthetic_table([load_config("tiny")], networks=6, overhead=(1.1, 2e-5, 1e-4)).save(path)
-    return path
+    return tiny_table_file(tmp_path_factory.mktemp("loop"))
 
 
 def _fake_timer(monkeypatch, factor):
