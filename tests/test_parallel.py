@@ -73,24 +73,23 @@ def test_an_interruption_in_the_parent_stops_every_worker_at_once():
             os.kill(pid, 0)
 
 
-def test_a_second_pool_in_a_script_without_main_guard_still_forks(tmp_path):
-    """A search runs two pools (chains, then its finishing tasks). The first pool's queue feeder
-    threads must not push the second onto forkserver, which re-imports an unguarded ``__main__``
-    script and fails (it did: "An attempt has been made to start a new process before ...")."""
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    script = tmp_path / "unguarded.py"
-    script.write_text(
-        "from deepmad_evo.parallel import run_tasks\n"
-        "def add(a, b, emit):\n"
-        "    return a + b\n"
-        "first = run_tasks(add, [(1, 2), (3, 4)], jobs=2)\n"
-        "second = run_tasks(add, [(5, 6), (7, 8)], jobs=2)\n"
-        "print(first, second)\n")
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(root)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[3, 7] [11, 15]"
+def test_a_finished_pools_queue_feeder_does_not_force_forkserver():
+    """A search runs two pools (chains, then its finishing tasks). A lingering queue feeder thread
+    of the first must not push the second onto forkserver, which re-imports an unguarded
+    ``__main__`` script and fails ("An attempt has been made to start a new process before ...");
+    any other thread (a progress bar's refresh thread) still must."""
+    import threading
+
+    from deepmad_evo.parallel import context
+
+    assert context().get_start_method() == "fork"
+    for name, expected in (("QueueFeederThread", "fork"), ("rich-refresh", "forkserver")):
+        release = threading.Event()
+        thread = threading.Thread(target=release.wait, name=name, daemon=True)
+        thread.start()
+        try:
+            assert context().get_start_method() == expected, name
+        finally:
+            release.set()
+            thread.join()
