@@ -59,7 +59,7 @@ class SearchSettings:
     chains: int = 6
     finish: int = 25  # perturbations from the best of all chains at the end (0 = none)
     relax: int = 2  # relaxation steps (dive to integral depths, round, polish) from this many chain winners
-    relax_evaluations: int = 150  # SLSQP evaluations per node of a relaxation step's dive
+    relax_evaluations: int = 40  # SLSQP evaluations per node of a relaxation step's dive
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
     crossover_prob: float = 0.9  # SBX crossover probability
     crossover_eta: float = 15.0  # SBX distribution index
