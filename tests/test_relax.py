@@ -132,6 +132,22 @@ def test_dual_refuses_functions_it_cannot_differentiate():
     assert not np.any(x == x)  # real widths never coincide in the relaxation
 
 
+@pytest.mark.parametrize("preset,convention,block", SETTINGS)
+def test_dual_fast_paths_equal_the_general_broadcasting_path(preset, convention, block, monkeypatch):
+    """The scalar / equal-shape / same-shape-array shortcuts of ``dual._binary`` change no bit."""
+    from deepmad_evo.relax import dual
+
+    _, _, relax = _relaxation(preset, convention, block, max_layers=150)
+    rng = np.random.default_rng(2)
+    Z = relax.lower + rng.random((4, relax.n_var)) * (relax.upper - relax.lower)
+    fast = [relax.values(Z)] + [relax.values(z[None]) for z in Z]
+    monkeypatch.setattr(dual, "_binary", dual._general)
+    general = [relax.values(Z)] + [relax.values(z[None]) for z in Z]
+    for a, b in zip(fast, general):
+        for name in ("objective", "objective_grad", "constraints", "constraints_jac"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
 @functools.lru_cache(maxsize=None)
 def _cached_search(preset, settings: tuple):
     return _run_search(preset, **dict(settings))
