@@ -16,6 +16,8 @@ from typing import Any
 
 # Files read whole: genotypes (JSON, text form, TinyNAS structures), TOML configs, run records.
 MAX_FILE_BYTES = 8 * 2**20
+# Latency tables (``latency.table``): ~70 kB per preset profiled; every preset at batch 256 stays far below.
+MAX_TABLE_BYTES = 64 * 2**20
 # Nesting of JSON / literal containers (a genotype needs 3 levels, a run record about 6).
 MAX_JSON_DEPTH = 64
 # Network sizes a real CNN can have.

@@ -104,6 +104,16 @@ def block_ops(block: str, c_in, out, btn, k, s: int, first: bool) -> BlockOps:
     return BlockOps(block_convs(block, c_in, out, btn, k, s), se, tuple(path), residual)
 
 
+def stem_ops(in_channels, out, k, s: int) -> BlockOps:
+    """The stem's op list: one k×k conv + BN (its activation is the decoder's)."""
+    return BlockOps((Conv(in_channels, out, k, s),), None, (), False)
+
+
+def head_ops(c_in, out) -> BlockOps:
+    """The head's op list: one 1×1 conv + BN (its activation is the decoder's)."""
+    return BlockOps((Conv(c_in, out, 1, 1),), None, (), False)
+
+
 def shortcut(block: str, c_in, out, s: int, first: bool):
     """The residual path as (residual, projection, pooled) flags (DESIGN.md §7).
 
@@ -115,7 +125,7 @@ def shortcut(block: str, c_in, out, s: int, first: bool):
     if block in ("basic", "bottleneck"):
         return True, bool(first), bool(first and s == 2)
     same = c_in == out
-    return same, False, same & (s == 2)
+    return same, False, same if s == 2 else False  # the pool runs only on a strided shortcut
 
 
 @dataclass(frozen=True)
@@ -226,7 +236,7 @@ def expand(genotype: Genotype) -> Network:
     r = g.image_size
     r_out = -(-r // g.stem.s)
     units = [Unit("stem", None, -1, 0, g.in_channels, g.stem.out, 0, g.stem.k, g.stem.s, r, r_out, next(seg),
-                  (Conv(g.in_channels, g.stem.out, g.stem.k, g.stem.s),))]
+                  stem_ops(g.in_channels, g.stem.out, g.stem.k, g.stem.s).main)]
     c, r = g.stem.out, r_out
     for i, st in enumerate(g.stages):
         for b in range(st.depth):
@@ -238,5 +248,5 @@ def expand(genotype: Genotype) -> Network:
             c, r = st.out, r_out
     if g.head is not None:
         units.append(Unit("head", None, len(g.stages), 0, c, g.head.out, 0, 1, 1, r, r, next(seg),
-                          (Conv(c, g.head.out, 1, 1),)))
+                          head_ops(c, g.head.out).main))
     return Network(g, tuple(units), units[-1].segment + 1)

@@ -193,3 +193,37 @@ def test_feature_size_is_interpolated_between_timed_sides(tiny_table):
     t_mid = float(model.op_seconds(use._replace(r=mid)))
     assert min(t_lo, t_hi) < t_mid < max(t_lo, t_hi)
     assert op_time(work("act", 0, 1, mid, "silu", 64, 0)) == pytest.approx(t_mid, rel=0.1)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("preset", ("tiny", "c100-r20", "r50"))
+def test_timed_ops_are_what_the_decoder_builds(preset):
+    """Each unit's timed ops (read from ``Unit.ops``) match the modules ``model.py`` builds for it, counted there."""
+    from torch import nn
+    from torchvision.ops import SqueezeExcitation
+
+    from deepmad_evo.model import build_model
+
+    space = load_config(preset).search_space()
+    X = np.stack([space.bounds[0], space.repair_monotone(space.sample(1, np.random.default_rng(4)))[0]])
+    if preset == "r50":  # the smallest network only: random r50 designs take seconds to build
+        X = X[:1]
+    for x in X:
+        g = space.genotype(x)
+        net = build_model(g)
+        modules = [net.stem] + [b for st in net.stages for b in st] + ([] if isinstance(net.head, nn.Identity)
+                                                                       else [net.head])
+        for unit, ops, module in zip(expand(g).units, network_ops(expand(g)), modules, strict=True):
+            ses = [m for m in module.modules() if isinstance(m, SqueezeExcitation)]
+            in_se = {id(m) for s in ses for m in s.modules()}
+            convs = [m for m in module.modules() if isinstance(m, nn.Conv2d) and id(m) not in in_se]
+            acts = [m for m in module.modules() if isinstance(m, (nn.ReLU, nn.SiLU)) and id(m) not in in_se]
+            pools = [m for m in module.modules() if isinstance(m, nn.AvgPool2d)]
+            count = {kind: sum(1 for u in ops if u.op in kind and u.weight) for kind in
+                     (("conv", "convsq", "dw"), ("act",), ("se",), ("pool",), ("add",))}
+            assert count[("conv", "convsq", "dw")] == len(convs), unit
+            assert count[("act",)] == len(acts) and count[("se",)] == len(ses), unit
+            assert count[("pool",)] == len(pools) and count[("add",)] == int(unit.residual), unit
+            timed_macs = sum(work(u.op, u.k, u.s, u.r, u.extra, u.c_a, u.c_b) for u in ops if u.op in ("conv", "convsq"))
+            dense = sum(m.in_channels * m.out_channels * m.kernel_size[0] ** 2 for m in convs if m.groups == 1)
+            assert timed_macs >= dense  # work = MACs + an output-size term

@@ -163,3 +163,41 @@ def test_pareto_cli_latency_bad_input(table_path, tmp_path, capsys, argv, field)
     assert cli.main(["pareto", "--config", "tiny", "--out", str(tmp_path), "--jobs", "1", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and field in err, err
+
+
+def _one_line_exit_2(p, *needles):
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_oversized_binary_and_foreign_tables_give_one_line_and_exit_2(table_path, tmp_path):
+    from deepmad_evo.latency.table import load_table, table_digest
+    from deepmad_evo.limits import MAX_TABLE_BYTES
+
+    g = "i64_c3_n10 stem_k3_s2_c16 mbse_d2_k3_s2_b48_c24 mbse_d2_k5_s2_b96_c48 mbse_d1_k3_s1_b192_c64 head_c256"
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:  # sparse: nothing is written, and the reader must not read it
+        f.truncate(MAX_TABLE_BYTES + 1)
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 10_000 + "]" * 10_000)
+    for path, needle in ((big, f"at most {MAX_TABLE_BYTES:,} bytes"), (binary, "binary"), (deep, "nested")):
+        with pytest.raises(ValueError, match=needle):
+            load_table(path)
+        _one_line_exit_2(cli("inspect", g, "--latency-table", path), "--latency-table" if path != deep else "latency table",
+                         needle)
+        _one_line_exit_2(cli("--config", "tiny", "--latency", "1ms", "--latency-table", path, "--out",
+                             tmp_path / "run", "--no-build"), needle)
+    with pytest.raises(ValueError, match="at most"):
+        table_digest(big)
+    # A table measured on another machine: searching with it is allowed (prediction only), profiling into it is not.
+    foreign = tmp_path / "foreign.json"
+    data = json.loads(Path(table_path).read_text())
+    data["device"]["name"] = "Another CPU 9000"
+    foreign.write_text(json.dumps(data))
+    _one_line_exit_2(cli("profile", "--config", "tiny", "--out", foreign, "--networks", "0"), "Another CPU 9000",
+                     "--force")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import platform
 import time
 from pathlib import Path
@@ -157,10 +156,12 @@ def _show(console, cfg, genotype, build: bool = False, scaled: bool = False) -> 
 
 
 def table_digest(cfg) -> str | None:
-    """SHA-1 of the latency table's bytes: a resumed or re-measured table invalidates a cached search."""
+    """SHA-1 of the latency table (bounded read): a resumed or re-measured table invalidates a cached search."""
     if cfg.budget.latency_table is None:
         return None
-    return hashlib.sha1(Path(cfg.budget.latency_table).read_bytes()).hexdigest()
+    from ..latency.table import table_digest as digest
+
+    return digest(cfg.budget.latency_table)
 
 
 def _load_previous(path: Path) -> dict | None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..genotype import Genotype
 from ..units import Network, expand
-from .ops import OpUse, activation_of, block_ops, classifier_ops, head_ops, stem_ops, work
+from .ops import OpUse, activation_of, block_ops, classifier_ops, head_ops, stem_ops, unit_ops, work
 from .table import LatencyTable, LatencyTableError
 
 FORMS = ("sum", "scale", "offset", "affine")
@@ -482,17 +482,10 @@ class SpaceLatency:
 
 
 def network_ops(net: Network) -> list[list[OpUse]]:
-    """The ops of every unit of an expanded network, in order."""
+    """The timed ops of every unit of an expanded network, in order (each unit's own op list)."""
     g = net.genotype
-    out = []
-    for u in net.units:
-        if u.kind == "stem":
-            out.append(stem_ops(u.c_in, u.c_out, u.k, u.s, u.r_in, activation_of(g.stages[0].block)))
-        elif u.kind == "head":
-            out.append(head_ops(u.c_in, u.c_out, u.r_in, activation_of(g.stages[-1].block)))
-        else:
-            out.append(block_ops(u.block, u.c_in, u.c_out, u.btn, u.k, u.s, u.r_in, u.first))
-    return out
+    acts = {"stem": activation_of(g.stages[0].block), "head": activation_of(g.stages[-1].block)}
+    return [unit_ops(u, acts.get(u.kind, "")) for u in net.units]
 
 
 def _classifier(net: Network) -> list[OpUse]:

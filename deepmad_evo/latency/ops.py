@@ -1,17 +1,20 @@
-"""The timed operations of a decoded network: what each unit of ``units.expand`` runs, op by op.
+"""The timed operations of a decoded network: the op list ``units`` gives each unit, as timed ops.
 
-The latency model sums per-op latencies; the profiler times exactly these ops. Both read the
-decomposition below, which mirrors ``model.py`` (eval mode: conv+BN modules, activations, SE,
-residual add, ResNet-D average pool, global pool + classifier). Like ``units.block_convs`` the
-functions are plain arithmetic, so channel arguments may be Python ints (one network) or numpy
-arrays (a population); ``weight`` is 1 or a boolean array for ops that only some networks run
-(the identity residual of a mobile block exists only where c_in == c_out).
+``units`` is the one structural spec: every unit carries its op list (``units.BlockOps``: main-path
+convs, SE, shortcut pool/projection, residual). This module only says how the decoder
+(``model.py``, eval mode) *runs* that list, which is what the profiler times and the latency model
+sums: conv+BN modules, an activation after every main-path conv but the last (and after the
+residual add in ResNet families: MobileNet blocks end linear), SE after the depthwise conv, the
+shortcut's ops, the residual add; the global pool + classifier after the last unit. Like
+``units.block_ops`` the functions are plain arithmetic, so channel arguments may be Python ints
+(one network) or numpy arrays (a population); ``weight`` is 1 or a boolean array for ops that only
+some networks run (the identity residual of a mobile block exists only where c_in == c_out).
 
 Op kinds and their channel arguments:
 
 =======  ==========================  =================================================
 conv     c_in → c_out, k, s, r_in    dense k×k conv + BN (2-D channel grid)
-convsq   c → c, k, s, r_in           dense k×k conv + BN with equal channels (bottleneck)
+convsq   c → c, k, s, r_in           the bottleneck's k×k conv btn → btn (1-D grid)
 dw       c, k, s, r_in               depthwise k×k conv + BN
 act      c at side r                 activation (``extra`` = relu | silu)
 se       c at side r                 squeeze-excitation (``extra`` = its activation)
@@ -25,7 +28,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
+from .. import units
 from ..genotype import MOBILE_BLOCKS
+from ..units import AvgPool, BlockOps
 
 OP_KINDS = ("conv", "convsq", "dw", "act", "se", "add", "pool", "fc")
 TWO_D = ("conv",)
@@ -53,12 +60,56 @@ def side_after(r: int, s: int) -> int:
     return -(-r // s)
 
 
+def _weight(flag):
+    """A run flag of ``units`` (bool or boolean array) as an op weight."""
+    return int(flag) if isinstance(flag, (bool, np.bool_)) else flag
+
+
+def timed_ops(ops: BlockOps, r_in: int, act: str, ends_active: bool, square: int | None = None) -> list[OpUse]:
+    """The ops a unit's op list runs, in execution order (``model.Block`` / the stem and head in eval mode).
+
+    Args:
+        ops: the unit's op list (``units.block_ops``, ``units.stem_ops``, ``units.head_ops``, ``Unit.ops``).
+        r_in: the unit's input side.
+        act: the activation (``activation_of``).
+        ends_active: an activation follows the last conv (stem, head) or the residual add (ResNet blocks).
+        square: index of a main conv that maps c → c (the bottleneck's k×k conv, timed as ``convsq``).
+    """
+    uses, r = [], r_in
+    last = len(ops.main) - 1
+    for i, conv in enumerate(ops.main):
+        if conv.dw:
+            uses.append(OpUse("dw", conv.k, conv.s, r, "", conv.c_in))
+        elif i == square:
+            uses.append(OpUse("convsq", conv.k, conv.s, r, "", conv.c_in))
+        else:
+            uses.append(OpUse("conv", conv.k, conv.s, r, "", conv.c_in, conv.c_out))
+        r = side_after(r, conv.s)
+        if i < last or ends_active and ops.residual is False:
+            uses.append(OpUse("act", 0, 1, r, act, conv.c_out))
+        if conv.dw and ops.se is not None:
+            uses.append(OpUse("se", 0, 1, r, act, ops.se.channels))
+    if ops.residual is not False:
+        r_sc = r_in
+        for op in ops.shortcut:
+            if isinstance(op, AvgPool):
+                uses.append(OpUse("pool", 0, 2, r_sc, "", op.channels, weight=_weight(op.active)))
+                r_sc = side_after(r_sc, 2)
+            else:  # the projection conv + BN, on the (pooled) shortcut
+                uses.append(OpUse("conv", op.k, op.s, r_sc, "", op.c_in, op.c_out))
+        out = ops.main[-1].c_out
+        uses.append(OpUse("add", 0, 1, r, "", out, weight=_weight(ops.residual)))
+        if ends_active:
+            uses.append(OpUse("act", 0, 1, r, act, out))
+    return uses
+
+
 def stem_ops(in_channels: int, out, k: int, s: int, r: int, act: str) -> list[OpUse]:
-    return [OpUse("conv", k, s, r, "", in_channels, out), OpUse("act", 0, 1, side_after(r, s), act, out)]
+    return timed_ops(units.stem_ops(in_channels, out, k, s), r, act, True)
 
 
 def head_ops(c_in, out: int, r: int, act: str) -> list[OpUse]:
-    return [OpUse("conv", 1, 1, r, "", c_in, out), OpUse("act", 0, 1, r, act, out)]
+    return timed_ops(units.head_ops(c_in, out), r, act, True)
 
 
 def classifier_ops(c, r: int, num_classes: int) -> list[OpUse]:
@@ -66,35 +117,17 @@ def classifier_ops(c, r: int, num_classes: int) -> list[OpUse]:
 
 
 def block_ops(block: str, c_in, out, btn, k, s: int, r_in: int, first: bool) -> list[OpUse]:
-    """Ops of one block in execution order (``model.Block`` in eval mode)."""
-    r_out = side_after(r_in, s)
-    act = activation_of(block)
-    if block in MOBILE_BLOCKS:
-        ops = [OpUse("conv", 1, 1, r_in, "", c_in, btn), OpUse("act", 0, 1, r_in, act, btn),
-               OpUse("dw", k, s, r_in, "", btn), OpUse("act", 0, 1, r_out, act, btn)]
-        if block == "mbconv_se":
-            ops.append(OpUse("se", 0, 1, r_out, act, btn))
-        ops.append(OpUse("conv", 1, 1, r_out, "", btn, out))
-        same = True if c_in is out else c_in == out  # identity residual (pooled when strided), DESIGN.md §7
-        if s == 2:
-            ops.append(OpUse("pool", 0, 2, r_in, "", c_in, weight=same))
-        ops.append(OpUse("add", 0, 1, r_out, "", out, weight=same))
-        return ops
-    if block == "bottleneck":
-        ops = [OpUse("conv", 1, 1, r_in, "", c_in, btn), OpUse("act", 0, 1, r_in, act, btn),
-               OpUse("convsq", k, s, r_in, "", btn), OpUse("act", 0, 1, r_out, act, btn),
-               OpUse("conv", 1, 1, r_out, "", btn, out)]
-    elif block == "basic":
-        ops = [OpUse("conv", k, s, r_in, "", c_in, btn), OpUse("act", 0, 1, r_out, act, btn),
-               OpUse("conv", k, 1, r_out, "", btn, out)]
-    else:
-        raise ValueError(f"block: expected one of basic, bottleneck, mbconv, mbconv_se, got {block!r}")
-    if first:  # ResNet-D projection: pool when strided, then 1x1 conv + BN
-        if s == 2:
-            ops.append(OpUse("pool", 0, 2, r_in, "", c_in))
-        ops.append(OpUse("conv", 1, 1, r_out, "", c_in, out))
-    ops += [OpUse("add", 0, 1, r_out, "", out), OpUse("act", 0, 1, r_out, act, out)]
-    return ops
+    """Timed ops of one block: ``units.block_ops`` run the decoder's way."""
+    return timed_ops(units.block_ops(block, c_in, out, btn, k, s, first), r_in, activation_of(block),
+                     block not in MOBILE_BLOCKS, 1 if block == "bottleneck" else None)
+
+
+def unit_ops(unit: units.Unit, act: str) -> list[OpUse]:
+    """Timed ops of one unit of ``units.expand`` (its own op list, ``Unit.ops``)."""
+    if unit.kind != "block":
+        return timed_ops(unit.ops, unit.r_in, act, True)
+    return timed_ops(unit.ops, unit.r_in, activation_of(unit.block), unit.block not in MOBILE_BLOCKS,
+                     1 if unit.block == "bottleneck" else None)
 
 
 def work(op: str, k, s: int, r: int, extra, c_a, c_b):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..space import SearchSpace
 from .ops import activation_of, block_ops, classifier_ops, head_ops, stem_ops, work
 
@@ -66,19 +68,25 @@ def channel_ranges(space: SearchSpace) -> dict[str, tuple[int, int]]:
 
 
 def space_ops(space: SearchSpace):
-    """Every op use the space's networks can run, channels given as role names (``stem``, ``prev``, ``out``, ``btn``)."""
+    """Every op use the space's networks can run, each channel argument the [smallest, largest] it can take.
+
+    The channel arguments are 2-element arrays, so every op that only some networks run (an
+    identity residual, its pool) is in the list, with its channel range.
+    """
     t = space.template
     r_in, r_out = t.sides("torch")
-    uses = list(stem_ops(t.in_channels, "stem", t.stem_kernel, t.stem_stride, r_in[0], activation_of(t.blocks[0])))
+    ranges = {k: np.array(v, dtype=np.int64) for k, v in channel_ranges(space).items()}
+    stem, out, btn = ranges["stem"], ranges["out"], ranges["btn"]
+    uses = list(stem_ops(t.in_channels, stem, t.stem_kernel, t.stem_stride, r_in[0], activation_of(t.blocks[0])))
     for i, (block, s) in enumerate(zip(t.blocks, t.strides)):
-        prev = "stem" if i == 0 else "out"
+        prev = stem if i == 0 else out
         for k in space.kernels:
-            uses += block_ops(block, ("prev", prev), "out", "btn", k, s, r_in[i + 1], True)
+            uses += block_ops(block, prev, out, btn, k, s, r_in[i + 1], True)
             if space.depth_max[i] > 1:
-                uses += block_ops(block, "out", "out", "btn", k, 1, r_out[i + 1], False)
-    last = "out"
+                uses += block_ops(block, out, out, btn, k, 1, r_out[i + 1], False)
+    last = out
     if t.head is not None:
-        uses += head_ops("out", t.head, r_out[-1], activation_of(t.blocks[-1]))
+        uses += head_ops(out, t.head, r_out[-1], activation_of(t.blocks[-1]))
         last = t.head
     uses += classifier_ops(last, r_out[-1], t.num_classes)
     return uses
@@ -86,14 +94,9 @@ def space_ops(space: SearchSpace):
 
 def plan_cells(space: SearchSpace, device: str = "cpu", batch: int = 1, ratio: float = GRID_RATIO) -> list[Cell]:
     """The cells to time for ``space`` (deduplicated, in a fixed order: cheap slices first)."""
-    ranges = channel_ranges(space)
 
-    def rng(role):
-        if isinstance(role, tuple):  # ("prev", role): the input of a stage's first block
-            role = role[1]
-        if isinstance(role, str):
-            return ranges[role]
-        return (int(role), int(role))
+    def rng(c):
+        return (int(np.min(c)), int(np.max(c)))
 
     axes: dict[tuple, list] = {}
     for u in space_ops(space):

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..limits import MAX_TABLE_BYTES
 from .ops import OP_KINDS
 
 FORMAT = "deepmad-evo/latency-table/1"
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
-MAX_TABLE_BYTES = 64 * 2**20
 
 # Cell key: (op, k, s, r, extra, c_a, c_b).
 OP_FIELDS = ("op", "k", "s", "r", "extra", "c_a", "c_b", "seconds", "noise", "load")
@@ -221,28 +221,46 @@ def table_from_dict(data: Any, source: str = "latency table") -> LatencyTable:
                         created=str(data.get("created", "")))
 
 
+def read_table_text(path: str | os.PathLike) -> str:
+    """The text of a table file, read through the project's bounded reader (``io.read_text``).
+
+    Raises:
+        LatencyTableError: missing, a directory, unreadable, binary, not UTF-8, or over ``MAX_TABLE_BYTES``.
+    """
+    from ..io import read_text
+
+    path = Path(path)
+    if not path.exists():
+        raise LatencyTableError(f"--latency-table: {str(path)!r} does not exist; expected a table written by "
+                                "`run.py profile`")
+    try:
+        return read_text(path, "--latency-table", MAX_TABLE_BYTES)
+    except ValueError as exc:
+        raise LatencyTableError(str(exc)) from None
+
+
+def table_digest(path: str | os.PathLike) -> str:
+    """SHA-1 of a table file's text (bounded read): a resumed or re-measured table changes it."""
+    import hashlib
+
+    return hashlib.sha1(read_table_text(path).encode()).hexdigest()
+
+
 def load_table(path: str | os.PathLike) -> LatencyTable:
-    """Read and validate a table file.
+    """Read and validate a table file (bounded in size and nesting, strict JSON).
 
     Raises:
         LatencyTableError: missing, unreadable, too large, not JSON, or any field invalid.
     """
-    path = Path(path)
+    from ..io import loads_json
+
+    text = read_table_text(path)
+    where = f"latency table {str(path)!r}"
     try:
-        size = path.stat().st_size
-        if size > MAX_TABLE_BYTES:
-            raise LatencyTableError(f"--latency-table: {str(path)!r} is {size} bytes; expected at most {MAX_TABLE_BYTES}")
-        text = path.read_text()
-    except FileNotFoundError:
-        raise LatencyTableError(f"--latency-table: {str(path)!r} does not exist; expected a table written by "
-                                "`run.py profile`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LatencyTableError(f"--latency-table: cannot read {str(path)!r} ({type(exc).__name__})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LatencyTableError(f"latency table {str(path)!r}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return table_from_dict(data, f"latency table {str(path)!r}")
+        data = loads_json(text, where)
+    except ValueError as exc:
+        raise LatencyTableError(str(exc)) from None
+    return table_from_dict(data, where)
 
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
