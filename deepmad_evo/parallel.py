@@ -55,7 +55,7 @@ def default_jobs() -> int:
 def context(preload: Sequence[str] = ()):
     """The multiprocessing context the pool uses now (see the module docstring)."""
     methods = mp.get_all_start_methods()
-    if threading.active_count() == 1 and "fork" in methods:
+    if not _other_threads() and "fork" in methods:
         return mp.get_context("fork")
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
@@ -63,6 +63,19 @@ def context(preload: Sequence[str] = ()):
             ctx.set_forkserver_preload(list(preload))
         return ctx
     return mp.get_context("spawn")
+
+
+def _other_threads() -> list:
+    """Threads besides this one that could hold a lock at fork time.
+
+    The feeder threads of a finished pool's queues (``QueueFeederThread``, closed and cancelled by
+    ``run_tasks``) do not count: they only flush a queue nobody reads any more, which a forked
+    child never touches. Counting them made every pool after the first in a process (a search's
+    chains, then its finishing tasks) use ``forkserver``, which needs a ``__main__`` guard in the
+    caller's script.
+    """
+    return [t for t in threading.enumerate()
+            if t is not threading.current_thread() and t.name != "QueueFeederThread"]
 
 
 def run_tasks(fn: Callable, tasks: Sequence[tuple], *, jobs: int, emit: Emit | None = None,

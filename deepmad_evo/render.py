@@ -155,7 +155,8 @@ def print_cross_check(console, cc, title: str = "cross-check", returned: bool = 
         b = cc.depth_bound
         state = "complete" if b["complete"] else f"{b['open']} nodes left open"
         gap = f"gap to the best discrete genotype [bold]{b['gap']:.2%}[/]" if "gap" in b else "no discrete genotype"
-        console.print(f"integral-depth bound {b['bound']:.2f}: {gap} ({b['nodes']} SLSQP nodes, {state}, "
+        stop = f", gap stop {b['relative_gap']:.2%}" if b.get("relative_gap") else ""
+        console.print(f"integral-depth bound {b['bound']:.2f}: {gap} ({b['nodes']} SLSQP nodes, {state}{stop}, "
                       f"{b['pruned_infeasible']} pruned as infeasible)")
     nodes = f" + {cc.depth_bound['nodes']} branch-and-bound nodes" if cc.depth_bound else ""
     console.print(f"SLSQP {len(cc.starts)} runs{nodes} in {cc.solver_seconds:.2f} s, cross-check {cc.seconds:.2f} s")

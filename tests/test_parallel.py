@@ -71,3 +71,23 @@ def test_an_interruption_in_the_parent_stops_every_worker_at_once():
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_finished_pools_queue_feeder_does_not_force_forkserver():
+    """A search runs two pools (chains, then its finishing tasks). A lingering queue feeder thread
+    of the first must not push the second onto forkserver, which re-imports an unguarded
+    ``__main__`` script and fails ("An attempt has been made to start a new process before ...");
+    any other thread (a progress bar's refresh thread) still must."""
+    import threading
+
+    from deepmad_evo.parallel import _other_threads
+
+    for name, counted in (("QueueFeederThread", False), ("rich-refresh", True)):
+        release = threading.Event()
+        thread = threading.Thread(target=release.wait, name=name, daemon=True)
+        thread.start()
+        try:
+            assert (thread in _other_threads()) is counted, name
+        finally:
+            release.set()
+            thread.join()

@@ -132,6 +132,22 @@ def test_dual_refuses_functions_it_cannot_differentiate():
     assert not np.any(x == x)  # real widths never coincide in the relaxation
 
 
+@pytest.mark.parametrize("preset,convention,block", SETTINGS)
+def test_dual_fast_paths_equal_the_general_broadcasting_path(preset, convention, block, monkeypatch):
+    """The scalar / equal-shape / same-shape-array shortcuts of ``dual._binary`` change no bit."""
+    from deepmad_evo.relax import dual
+
+    _, _, relax = _relaxation(preset, convention, block, max_layers=150)
+    rng = np.random.default_rng(2)
+    Z = relax.lower + rng.random((4, relax.n_var)) * (relax.upper - relax.lower)
+    fast = [relax.values(Z)] + [relax.values(z[None]) for z in Z]
+    monkeypatch.setattr(dual, "_binary", dual._general)
+    general = [relax.values(Z)] + [relax.values(z[None]) for z in Z]
+    for a, b in zip(fast, general):
+        for name in ("objective", "objective_grad", "constraints", "constraints_jac"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
 @functools.lru_cache(maxsize=None)
 def _cached_search(preset, settings: tuple):
     return _run_search(preset, **dict(settings))
@@ -289,21 +305,29 @@ def _enumerable_problem():
     return space, budget, DeepMADProblem(space, budget, (1.0, 1.0, 8.0))
 
 
-def test_integral_depth_bound_is_above_the_exhaustive_optimum():
+@functools.lru_cache(maxsize=None)
+def _exhaustive_optimum():
+    """(space, budget, vectors, objectives, feasible indices) of the enumerable problem."""
     import itertools
 
     space, budget, problem = _enumerable_problem()
     xl, xu = space.bounds
     X = np.array(list(itertools.product(*[range(a, b + 1) for a, b in zip(xl, xu)])))
     ev, G = problem.evaluate_vectors(X)
-    feasible = np.flatnonzero((G <= 0).all(axis=1))
+    return space, budget, X, ev.objective, np.flatnonzero((G <= 0).all(axis=1))
+
+
+@pytest.mark.parametrize("bound_gap,widths", [(0.0, False), (0.0, True), (0.004, True)])
+def test_integral_depth_bound_is_above_the_exhaustive_optimum(bound_gap, widths):
+    space, budget, X, objective, feasible = _exhaustive_optimum()
     assert 0 < len(feasible) < len(X)  # the budgets bind
-    best = int(feasible[np.argmax(ev.objective[feasible])])
-    optimum = float(ev.objective[best])
+    best = int(feasible[np.argmax(objective[feasible])])
+    optimum = float(objective[best])
     genotype = space.genotype(X[best])
     # Start from the worst feasible genotype so the bound cannot lean on a good incumbent.
-    worst = space.genotype(X[feasible[np.argmin(ev.objective[feasible])]])
-    cc = cross_check(worst, space, budget, alpha=(1.0, 1.0, 8.0), random_starts=0, depth_nodes=500)
+    worst = space.genotype(X[feasible[np.argmin(objective[feasible])]])
+    cc = cross_check(worst, space, budget, alpha=(1.0, 1.0, 8.0), random_starts=0, depth_nodes=500,
+                     bound_gap=bound_gap, bound_widths=widths)
     b = cc.depth_bound
     assert b["complete"] and b["open"] == 0
     assert b["bound"] >= optimum - 1e-9 * abs(optimum)
@@ -313,3 +337,9 @@ def test_integral_depth_bound_is_above_the_exhaustive_optimum():
     assert found <= optimum + 1e-9 * abs(optimum)
     assert b["best_discrete"] == pytest.approx(found)
     assert evaluate(genotype, (1.0, 1.0, 8.0)).objective == pytest.approx(optimum)
+    # The gap stop costs at most its own fraction; width splits close the gap left by real widths
+    # (without them the leaves' real widths leave > 1 % here).
+    if widths:
+        assert b["width_splits"] > 0 and b["gap"] <= bound_gap / (1 + bound_gap) + 1e-3
+    else:
+        assert b["width_splits"] == 0 and b["gap"] > 0.01

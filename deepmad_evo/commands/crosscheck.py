@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
                    help="fixed: the GA's kernels; each: also every per-stage kernel combination (slow)")
     p.add_argument("--depth-nodes", type=arg_int(0, 10**7), default=0,
                    help="also bound the problem with integral depths by branch and bound over at most N SLSQP nodes")
+    p.add_argument("--bound-gap", type=arg_float, default=None,
+                   help="relative-gap stop of that branch and bound: prune nodes within this fraction of the best "
+                        "design (default 0.004; 0: the exact tree, far slower)")
     p.add_argument("--tolerance", type=arg_float, default=None,
                    help="gap above which to warn (fraction; default: the config's crosscheck.tolerance)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
@@ -59,6 +62,8 @@ def resolve(args: argparse.Namespace):
         raise ValueError(f"--starts: expected an integer >= 0, got {args.starts}")
     if args.depth_nodes < 0:
         raise ValueError(f"--depth-nodes: expected an integer >= 0, got {args.depth_nodes}")
+    if args.bound_gap is not None and not 0 <= args.bound_gap < 1:
+        raise ValueError(f"--bound-gap: expected a fraction in [0, 1), got {args.bound_gap}")
     if args.tolerance is not None and not 0 < args.tolerance < 1:
         raise ValueError(f"--tolerance: expected a fraction in (0, 1), got {args.tolerance}")
     return cfg, genotype
@@ -84,7 +89,8 @@ def run(args: argparse.Namespace, console) -> int:
     else:
         source = genotype
     cc = cross_check_with_progress(source, cfg, progress, random_starts=args.starts, kernels=args.kernels,
-                                   depth_nodes=args.depth_nodes, tolerance=args.tolerance)
+                                   depth_nodes=args.depth_nodes, tolerance=args.tolerance,
+                                   bound_gap=args.bound_gap)
     record = {"config": cfg.to_dict(), "genotype": cc.ga_genotype.to_text(), **cc.to_dict()}
     if args.out:
         atomic_write_text(args.out, dumps_json(record, indent=1) + "\n")

@@ -45,14 +45,15 @@ def search_with_progress(cfg, console):
 
 
 def cross_check_with_progress(source, cfg, console, *, random_starts: int | None = None, kernels: str = "fixed",
-                              depth_nodes: int = 0, tolerance: float | None = None):
+                              depth_nodes: int = 0, tolerance: float | None = None,
+                              bound_gap: float | None = None):
     """Run ``relax.cross_check`` for a SearchResult or genotype under ``cfg`` with a live status line.
 
     ``random_starts`` and ``tolerance`` default to the config's ``[crosscheck]`` table, as do the
-    SLSQP iterations and the polish effort.
+    SLSQP iterations and the polish effort; ``bound_gap`` to ``relax.BOUND_GAP``.
     """
     c = cfg.crosscheck
-    from ..relax import cross_check
+    from ..relax import BOUND_GAP, cross_check
 
     o = cfg.objective
     with console.status("cross-check: SLSQP on the continuous relaxation…") as status:
@@ -66,7 +67,7 @@ def cross_check_with_progress(source, cfg, console, *, random_starts: int | None
                            random_starts=c.starts if random_starts is None else random_starts, kernels=kernels,
                            depth_nodes=depth_nodes, tolerance=c.tolerance if tolerance is None else tolerance,
                            maxiter=c.maxiter, polish_iterations=c.polish_iterations, polish_starts=c.polish_starts,
-                           callback=callback)
+                           bound_gap=BOUND_GAP if bound_gap is None else bound_gap, callback=callback)
 
 
 def print_verified(console, genotype) -> None:

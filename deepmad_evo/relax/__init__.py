@@ -46,7 +46,7 @@ depths, and the greedy dive), ``step`` (the relaxation as a stage of the search)
 
 from __future__ import annotations
 
-from .crosscheck import GAP_TOLERANCE, CrossCheck, StartReport, cross_check
+from .crosscheck import BOUND_GAP, GAP_TOLERANCE, CrossCheck, StartReport, cross_check
 from .depth_bound import depth_branch_and_bound, depth_dive
 from .dual import Dual
 from .relaxation import (DEPTH_EPSILON, FEASIBILITY_TOLERANCE, RelaxedValues, Relaxation, SqueezeBound,
@@ -54,7 +54,7 @@ from .relaxation import (DEPTH_EPSILON, FEASIBILITY_TOLERANCE, RelaxedValues, Re
 from .rounding import round_and_repair
 from .step import relaxation_step
 
-__all__ = ["DEPTH_EPSILON", "FEASIBILITY_TOLERANCE", "GAP_TOLERANCE", "CrossCheck", "Dual", "RelaxedValues", "Relaxation",
+__all__ = ["BOUND_GAP", "DEPTH_EPSILON", "FEASIBILITY_TOLERANCE", "GAP_TOLERANCE", "CrossCheck", "Dual", "RelaxedValues", "Relaxation",
            "SqueezeBound", "StartReport", "admissible_btn", "cross_check", "depth_branch_and_bound", "depth_dive",
            "relaxation_step", "round_and_repair",
            "smooth_relu", "smoothed_std"]

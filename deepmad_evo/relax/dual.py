@@ -144,20 +144,46 @@ _SCALARS = (int, float, bool, np.number, np.bool_)
 
 
 def _binary(ufunc, a, b) -> Dual:
-    """a ∘ b for ∘ in + − × ÷ with at least one dual operand; plain scalars take a fast path."""
-    if isinstance(b, _SCALARS):
+    """a ∘ b for ∘ in + − × ÷ with at least one dual operand.
+
+    Plain scalars, duals of equal value shape and arrays of the dual's value shape take fast
+    paths (the relaxation evaluates one point at a time, so per-call overhead is what counts);
+    the general path broadcasts. Every path does the same floating-point operations.
+    """
+    tb = type(b)
+    if tb is Dual:
+        if type(a) is Dual:
+            av, bv = a.val, b.val
+            if av.shape == bv.shape:
+                if ufunc is np.add:
+                    return _make(av + bv, a.grad + b.grad)
+                if ufunc is np.subtract:
+                    return _make(av - bv, a.grad + -b.grad)
+                if ufunc is np.multiply:
+                    return _make(av * bv, a.grad * bv[..., None] + b.grad * av[..., None])
+        elif type(a) in _SCALAR_TYPES or isinstance(a, _SCALARS):
+            if ufunc is np.add:
+                return _make(a + b.val, b.grad)
+            if ufunc is np.subtract:
+                return _make(a - b.val, -b.grad)
+            if ufunc is np.multiply:
+                return _make(a * b.val, a * b.grad)
+            v = a / b.val
+            return _make(v, b.grad * (-v / b.val)[..., None])
+    elif tb in _SCALAR_TYPES or isinstance(b, _SCALARS):
         if ufunc is np.add or ufunc is np.subtract:
             return _make(ufunc(a.val, b), a.grad)
         return _make(ufunc(a.val, b), ufunc(a.grad, b))
-    if isinstance(a, _SCALARS):
-        if ufunc is np.add:
-            return _make(a + b.val, b.grad)
-        if ufunc is np.subtract:
-            return _make(a - b.val, -b.grad)
-        if ufunc is np.multiply:
-            return _make(a * b.val, a * b.grad)
-        v = a / b.val
-        return _make(v, b.grad * (-v / b.val)[..., None])
+    elif tb is np.ndarray and ufunc is np.multiply and type(a) is Dual and b.shape == a.val.shape:
+        return _make(a.val * b, a.grad * b.astype(float)[..., None])
+    return _general(ufunc, a, b)
+
+
+_SCALAR_TYPES = frozenset((int, float, np.float64, np.int64))
+
+
+def _general(ufunc, a, b) -> Dual:
+    """a ∘ b with broadcasting, plain arrays on either side and division."""
     av, ag = _parts(a)
     bv, bg = _parts(b)
     v = ufunc(av, bv)

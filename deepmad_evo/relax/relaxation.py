@@ -121,7 +121,8 @@ class Relaxation:
         self.expansion_range = (float(space.expansions[0]), float(space.expansions[-1]))
         self.btn_slack = (float(np.max(self.expansion_range[0] * pairs[:, 0] - pairs[:, 1])),
                           float(np.max(pairs[:, 1] - self.expansion_range[1] * pairs[:, 0])))
-        self.squeeze = SqueezeBound.of(np.unique(pairs[:, 1]))
+        self.btn_values = np.unique(pairs[:, 1])  # every btn width the space can produce
+        self.squeeze = SqueezeBound.of(self.btn_values)
         lower = np.concatenate([[space.stem_channels[0]], np.full(S, space.channels[0]),
                                 np.full(S, pairs[:, 1].min())]).astype(float)
         upper = np.concatenate([[space.stem_channels[-1]], np.full(S, space.channels[-1]),
@@ -151,6 +152,12 @@ class Relaxation:
         st = genotype.stages
         return np.concatenate([[math.log(genotype.stem.out)], np.log([s.out for s in st]),
                                np.log([s.btn for s in st]), [float(s.depth) for s in st]])
+
+    def grids(self) -> list[np.ndarray | None]:
+        """Per variable, the logs of its discrete values (stem, stage and btn widths); None for depths."""
+        space = self.space
+        logs = [np.log(np.unique(np.asarray(v, dtype=float))) for v in (space.stem_channels, space.channels, self.btn_values)]
+        return [logs[0]] + [logs[1]] * self.S + [logs[2]] * self.S + [None] * self.S
 
     def widths(self, z: np.ndarray) -> dict:
         """Real widths and depths at z: stem, out, btn, expansion (btn/out), depth."""
@@ -199,10 +206,14 @@ class Relaxation:
             self._cache = (key, self.values(z[None]))
         return self._cache[1]
 
-    def violation(self, Z: np.ndarray) -> np.ndarray:
-        """Largest violation of any constraint (normalised budgets, linear rows in log units, bounds)."""
+    def violation(self, Z: np.ndarray, values: RelaxedValues | None = None) -> np.ndarray:
+        """Largest violation of any constraint (normalised budgets, linear rows in log units, bounds).
+
+        ``values``: ``self.values(Z)`` when the caller has it already.
+        """
         Z = np.atleast_2d(Z)
-        parts = [self.values(Z, gradients=False).constraints, self.lower - Z, Z - self.upper]
+        values = self.values(Z, gradients=False) if values is None else values
+        parts = [values.constraints, self.lower - Z, Z - self.upper]
         lin = self.linear()
         if lin is not None:
             parts.append(lin.lb - Z @ lin.A.T)
