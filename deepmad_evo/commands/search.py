@@ -12,7 +12,7 @@ from rich.markup import escape
 from .. import __version__
 from ..genotype import save_genotype
 from ..io import atomic_write_text, clean_stale_temps, dumps_json, nan_to_none, read_json
-from ..latency.loop import MAX_ROUNDS, MAX_SLACK
+from ..latency.loop import MAX_ROUNDS, MAX_SLACK, REFINE
 from ..limits import check_output
 from ..render import print_cross_check, print_latency, print_report
 from ..report import genotype_report
@@ -174,8 +174,9 @@ def _honour_latency(cfg, result, console, timed: bool):
 
     def on_round(r, nxt):
         if nxt is not None:
+            verdict = f"under {1 - REFINE:.2f} × the budget" if r.accepted else "> the budget"
             console.print(f"round {len(texts)}: predicted {format_time(r.predicted)}, measured "
-                          f"{format_time(r.measured)} ± {100 * r.noise:.0f} % (load {r.load:.1f}) > the budget "
+                          f"{format_time(r.measured)} ± {100 * r.noise:.0f} % (load {r.load:.1f}) {verdict} "
                           f"{format_time(budget.latency)}")
 
     texts: list[str] = []  # the design of every round, in order

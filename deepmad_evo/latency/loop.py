@@ -8,9 +8,12 @@ its prediction: a mean error of ~8 % over random networks became +13 % for one w
 The loop: build and time the winner on the table's device; if it measures more than T × (1 +
 slack) — slack its own timing noise (IQR / median), at most ``MAX_SLACK`` — search again with the
 predicted budget set to the winner's predicted latency × T / measured (so the failed design is
-excluded and the budget moves by the observed ratio), up to ``MAX_ROUNDS`` searches in all. The
-first design that measures within the budget is kept; when none does, the fastest measured one is
-kept and the result says the budget was not honoured. Given the same measurements the loop is
+excluded and the budget moves by the observed ratio), up to ``MAX_ROUNDS`` searches in all. Once a
+tightened budget passed and a looser design failed, a pass measuring under (1 − ``REFINE``)·T (or
+another failure) is followed by a search at the geometric mean of the two, so a noisy first
+measurement does not leave the design far under the budget. Of the designs measured within the
+budget the one with the highest objective is kept; when none is, the fastest measured one is kept
+and the result says the budget was not honoured. Given the same measurements the loop is
 deterministic (the searches are seeded). Pure logic: the caller supplies ``search`` and ``measure``
 (tests inject a fake timer). No torch, no printing.
 """
@@ -22,6 +25,7 @@ from typing import Any, Callable
 
 MAX_ROUNDS = 4  # searches in all: the first and up to three with a tightened predicted budget
 MAX_SLACK = 0.03  # a measurement may exceed the budget by its own noise estimate, at most this
+REFINE = 0.05  # a tightened design measuring under (1 − REFINE)·T leaves room: the loop tries between
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class LoopResult:
 
     def to_dict(self) -> dict:
         return {"budget": self.budget, "chosen": self.chosen, "honoured": self.honoured, "max_rounds": MAX_ROUNDS,
-                "max_slack": MAX_SLACK, "rounds": [asdict(r) for r in self.rounds]}
+                "max_slack": MAX_SLACK, "refine": REFINE, "rounds": [asdict(r) for r in self.rounds]}
 
 
 def accepts(budget: float, measured: float, noise: float, max_slack: float = MAX_SLACK) -> bool:
@@ -80,12 +84,12 @@ def honour_budget(budget: float, search: Callable[[float], tuple[Any, float, flo
         on_round: called after each round with the round and the next target (None when the loop ends).
 
     Returns:
-        The ``LoopResult``: the first accepted design, else the fastest measured one.
+        The ``LoopResult``: the accepted design with the highest objective, else the fastest measured one.
     """
     if max_rounds < 1:
         raise ValueError(f"max_rounds: expected an integer >= 1, got {max_rounds!r}")
     rounds, designs = [], []
-    target = budget
+    target, passed, failed = budget, None, None  # largest accepted target, smallest failed prediction
     for i in range(max_rounds):
         found = first if (i == 0 and first is not None) else search(target)
         if found is None:
@@ -96,7 +100,18 @@ def honour_budget(budget: float, search: Callable[[float], tuple[Any, float, flo
         r = Round(target, predicted, m["seconds"], m.get("noise", 0.0), m.get("load"), objective, ok)
         rounds.append(r)
         designs.append(genotype)
-        nxt = None if ok or i == max_rounds - 1 else next_target(budget, predicted, m["seconds"])
+        if ok:
+            passed = max(passed or 0.0, target)
+        else:
+            failed = predicted if failed is None else min(failed, predicted)
+        nxt = None
+        if i < max_rounds - 1:
+            if not ok and passed is None:
+                nxt = next_target(budget, predicted, m["seconds"])
+            elif failed is not None and (not ok or m["seconds"] < budget * (1.0 - REFINE)):
+                # Bracketed: a tightened budget passed, a looser design failed. Try between them.
+                mid = (passed * failed) ** 0.5
+                nxt = mid if passed * (1 + 1e-3) < mid < failed else None
         if on_round is not None:
             on_round(r, nxt)
         if nxt is None:
@@ -105,5 +120,8 @@ def honour_budget(budget: float, search: Callable[[float], tuple[Any, float, flo
     if not rounds:
         raise ValueError(f"latency budget: no design fits a predicted latency of {budget!r} s")
     ok = [i for i, r in enumerate(rounds) if r.accepted]
-    chosen = ok[0] if ok else min(range(len(rounds)), key=lambda i: (rounds[i].measured, i))
+    if ok:
+        chosen = max(ok, key=lambda i: (rounds[i].objective, -i))
+    else:
+        chosen = min(range(len(rounds)), key=lambda i: (rounds[i].measured, i))
     return LoopResult(budget, designs[chosen], rounds[chosen].objective, chosen, bool(ok), rounds)
