@@ -4,15 +4,18 @@
     python benchmarks/latency.py --table latency-cpu-b1-fp32-t1.json --networks 30 --budgets 60ms 120ms
     python benchmarks/latency.py --device cuda --batch 64 --precision bf16 --threads 1
 
-1. The table (``--table``) is profiled first when it does not exist (its profiling time is printed).
+1. The table (``--table``) is reused when it exists (profiling skipped: a rerun on an idle machine
+   takes a few minutes), else profiled first (its profiling time is printed).
 2. ``--networks`` random decoded networks of the preset (a seed the profile's calibration never
    saw) plus every zoo network the table covers are timed for real, interleaved, ``--rounds`` each;
    the table prints predicted vs measured, the mean absolute percentage error and Spearman's rank
    correlation, with the load average during the measurement.
 3. For each latency budget T: the design searched under ``--latency T`` (the preset's MAC and params
-   budgets off), and the MAC-budget design of equal latency (its MAC budget bisected until the
-   predicted latency of its design matches the latency design's *measured* latency); both are timed
-   for real. Printed: objective, MACs, predicted and measured latency, measured / T.
+   budgets off) with the closed loop of ``run.py search`` (``latency/loop.py``: timed, re-searched
+   under a tightened predicted budget while it measures over T), and the MAC-budget design of equal
+   latency (its MAC budget bisected until the predicted latency of its design matches the latency
+   design's *measured* latency); both are timed for real. Printed: objective, MACs, predicted and
+   measured latency, measured / T, for the loop's first search (open loop) and its kept design.
 
 Timings share the machine with whatever else runs: the load average is printed next to each
 number; on CPU with one thread the clock is the thread's CPU time (see ``latency/profile.py``).
@@ -41,7 +44,7 @@ from deepmad_evo.latency.table import LatencyTableError, Settings, format_time, 
 from deepmad_evo.models import get_genotype, list_models  # noqa: E402
 from deepmad_evo.objective import evaluate  # noqa: E402
 from deepmad_evo.problem import Budget, DeepMADProblem  # noqa: E402
-from deepmad_evo.search import run_search  # noqa: E402
+from deepmad_evo.search import InfeasibleBudgetError, run_search  # noqa: E402
 
 GROUP = 6  # networks timed interleaved together
 
@@ -100,12 +103,21 @@ def main() -> None:
 
     cfg = load_config(args.preset)
     settings = Settings(args.device, args.batch, args.precision, args.threads)
+    if settings.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(f"--device cuda: no GPU here (torch {torch.__version__}); skipped")
+            return
     table_path = Path(args.table or f"latency-{settings.device}-b{settings.batch}-{settings.precision}-t{settings.threads}.json")
     from deepmad_evo.latency.profile import fingerprint, profile
 
     if not table_path.exists():
-        print(f"profiling {cfg.name} into {table_path} ({settings.describe()}) …", flush=True)
+        print(f"profiling {cfg.name} into {table_path} ({settings.describe()}) … (load {os.getloadavg()[0]:.1f})",
+              flush=True)
         profile([cfg], settings, table_path)
+    else:
+        print(f"reusing {table_path} (profiling skipped; delete it or pass another --table to re-profile)")
     table = load_table(table_path)
     table.check_host(fingerprint(settings), settings)
     model = LatencyModel(table)
@@ -129,7 +141,7 @@ def main() -> None:
             problem.evaluate_vectors(X)
             best = max(best, len(X) / (time.process_time() - t))
         rates[name] = best
-    print("vectorised evaluation (objective + constraints), genotypes per CPU-second: "
+    print("vectorised evaluation (objective + constraints), genotypes per CPU-second (best of 5): "
           + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in rates.items()) + f" (load {os.getloadavg()[0]:.1f})")
 
     # ---------------------------------------------------------------- predicted vs measured
@@ -176,11 +188,29 @@ def main() -> None:
         ref = model.predict(zoo) if zoo is not None else float(np.max(pred, initial=20 * small))
         budgets = [small * (ref / small) ** (1 / 3), small * (ref / small) ** (2 / 3)]
     rows = []
+    from deepmad_evo.latency.loop import honour_budget
+
     for T in budgets:
-        lat_budget = Budget(rho=b.rho, max_layers=b.max_layers, monotone=b.monotone, latency=T,
-                            latency_table=str(table_path))
-        g_lat = search(cfg, lat_budget, 0, args.chains)
-        m_lat = measure([g_lat], settings, args.rounds, args.seed)[0]["seconds"]
+        def lat_search(target):
+            lat_budget = Budget(rho=b.rho, max_layers=b.max_layers, monotone=b.monotone, latency=target,
+                                latency_table=str(table_path))
+            try:
+                g = search(cfg, lat_budget, 0, args.chains)
+            except InfeasibleBudgetError:
+                return None
+            return g, evaluate(g, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention).objective, \
+                model.predict(g)
+
+        def lat_measure(g):
+            return measure([g], settings, args.rounds, args.seed)[0]
+
+        loop = honour_budget(T, lat_search, lat_measure, on_round=lambda r, nxt: print(
+            f"  T {format_time(T)}: searched under {format_time(r.target)} → predicted {format_time(r.predicted)}, "
+            f"measured {format_time(r.measured)} ± {100 * r.noise:.1f} % (load {r.load:.1f}), "
+            f"{r.measured / T:.3f} × T{'' if nxt is None else f'; next predicted budget {format_time(nxt)}'}",
+            flush=True))
+        g_lat, kept = loop.genotype, loop.rounds[loop.chosen]
+        m_lat = kept.measured
         # MAC budget whose design's predicted latency equals the latency design's measured latency.
         lat_macs = evaluate(g_lat, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention).macs
         lo, hi = np.log(lat_macs / 4), np.log(lat_macs * 4)
@@ -196,18 +226,30 @@ def main() -> None:
                 lo, g_mac = np.log(mid), g
         if g_mac is None:
             g_mac = g
-        m_mac = measure([g_mac], settings, args.rounds, args.seed)[0]["seconds"]
-        load = os.getloadavg()[0]
-        for kind, g, m in (("latency", g_lat, m_lat), ("MACs", g_mac, m_mac)):
+        r_mac = measure([g_mac], settings, args.rounds, args.seed)[0]
+        first = loop.rounds[0]
+        for kind, g, m in (("latency", g_lat, {"seconds": m_lat, "noise": kept.noise, "load": kept.load}),
+                           ("MACs", g_mac, r_mac)):
             ev = evaluate(g, cfg.objective.alpha, cfg.objective.beta, cfg.objective.convention)
             rows.append({"budget": T, "design": kind, "objective": ev.objective, "macs": ev.macs,
-                         "predicted": model.predict(g), "measured": m, "ratio": m / T, "load": load,
-                         "text": g.to_text()})
-    print(f"\n{'budget':>9} {'design':8} {'objective':>10} {'MACs':>9} {'predicted':>10} {'measured':>10} "
-          f"{'meas/T':>7} {'load':>5}")
+                         "predicted": model.predict(g), "measured": m["seconds"], "noise": m["noise"],
+                         "ratio": m["seconds"] / T, "load": m["load"], "text": g.to_text(),
+                         **({"searches": len(loop.rounds), "honoured": loop.honoured,
+                             "open_loop": {"objective": first.objective, "predicted": first.predicted,
+                                           "measured": first.measured, "ratio": first.measured / T,
+                                           "load": first.load}} if kind == "latency" else {})})
+    print(f"\n{'budget':>9} {'design':12} {'objective':>10} {'MACs':>9} {'predicted':>10} {'measured':>10} "
+          f"{'noise':>6} {'meas/T':>7} {'load':>5}")
     for r in rows:
-        print(f"{format_time(r['budget']):>9} {r['design']:8} {r['objective']:10.2f} {r['macs'] / 1e6:8.0f}M "
-              f"{format_time(r['predicted']):>10} {format_time(r['measured']):>10} {r['ratio']:7.3f} {r['load']:5.1f}")
+        if r["design"] == "latency":
+            o = r["open_loop"]
+            print(f"{format_time(r['budget']):>9} {'latency, 1st':12} {o['objective']:10.2f} {'':>9} "
+                  f"{format_time(o['predicted']):>10} {format_time(o['measured']):>10} {'':>6} {o['ratio']:7.3f} "
+                  f"{o['load']:5.1f}")
+        name = f"latency ({r['searches']})" if r["design"] == "latency" else "MACs"
+        print(f"{format_time(r['budget']):>9} {name:12} {r['objective']:10.2f} {r['macs'] / 1e6:8.0f}M "
+              f"{format_time(r['predicted']):>10} {format_time(r['measured']):>10} {100 * r['noise']:5.1f}% "
+              f"{r['ratio']:7.3f} {r['load']:5.1f}")
     for r in rows:
         print(f"  {r['design']:8} @ {format_time(r['budget'])}: {r['text']}")
     if args.out:

@@ -41,6 +41,15 @@ def synthetic_table(configs, networks: int = 0, overhead=(1.0, 0.0, 0.0), seed: 
     return table
 
 
+def tiny_table_file(directory) -> str:
+    """A synthetic table of the ``tiny`` preset with 6 calibration networks (overhead a 1.1, b 20 µs, c 0.1 ms), saved."""
+    from deepmad_evo.config import load_config
+
+    path = directory / "tiny.json"
+    synthetic_table([load_config("tiny")], networks=6, overhead=(1.1, 2e-5, 1e-4)).save(path)
+    return path
+
+
 def _fc_work(net):
     return net.out_channels * net.units[-1].r_out ** 2 + net.out_channels * net.genotype.num_classes
 

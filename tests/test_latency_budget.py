@@ -13,7 +13,7 @@ from deepmad_evo.latency.model import LatencyModel, model_for
 from deepmad_evo.problem import Budget
 from deepmad_evo.report import genotype_report
 from deepmad_evo.search import InfeasibleBudgetError, SearchSettings, run_search
-from tests.latency_synth import synthetic_table
+from tests.latency_synth import synthetic_table, tiny_table_file
 
 RUN = str(Path(__file__).resolve().parents[1] / "run.py")
 QUICK = SearchSettings(pop_size=30, generations=8, restarts=1, chains=2, perturbations=3, finish=3, jobs=1)
@@ -25,9 +25,7 @@ def cli(*args, cwd=None):
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lat") / "tiny.json"
-    synthetic_table([load_config("tiny")], networks=6, overhead=(1.1, 2e-5, 1e-4)).save(path)
-    return path
+    return tiny_table_file(tmp_path_factory.mktemp("lat"))
 
 
 def _search(cfg, budget):

@@ -28,7 +28,9 @@ def add_search_options(p: argparse.ArgumentParser,
                         "--params the preset's params budget scales with it by the preset's params/MACs ratio")
     p.add_argument("--params", default=None,
                    help="parameter budget, e.g. 29M, or 'off' for none (default: the preset's, scaled with --budget)")
-    p.add_argument("--latency", default=None, help="latency budget, e.g. 5ms, predicted from --latency-table")
+    p.add_argument("--latency", default=None,
+                   help="latency budget, e.g. 5ms, predicted from --latency-table; `search` then times the winner and "
+                        "searches again until its measured latency is within the budget (see --no-build)")
     p.add_argument("--latency-table", default=None, metavar="TABLE",
                    help="latency table written by `run.py profile` on the target device")
     p.add_argument("--rho", type=arg_float, default=None, help="effectiveness bound ρ0 (default from the config)")
