@@ -125,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - the one error boundary
         return _report(exc)
     finally:
-        if not _signalled.is_set():  # a caller in-process gets its handlers back
+        if argv is None and previous:
+            # The command line as a process: the run is over and its results are written, so a
+            # Ctrl-C that lands during the interpreter's teardown must not turn exit 0 into death
+            # by SIGINT (status -2); it is ignored to the process's end.
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+        elif not _signalled.is_set():  # a caller in-process gets its handlers back
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 

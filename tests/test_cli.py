@@ -100,3 +100,17 @@ def test_malformed_genotype_file(tmp_path):
     bad.write_text('{"format": "deepmad-evo/genotype/1", "stem": {"out": 8, "k": 4, "s": 2}, "stages": []}')
     p = cli("inspect", bad)
     assert p.returncode == 2 and "stem.k: expected an odd integer >= 1, got 4" in p.stderr
+
+
+def test_a_ctrl_c_after_a_finished_run_does_not_kill_the_process():
+    """The interrupt test caught it at random: SIGINT landing after the command finished but before
+    the interpreter exited killed a successful run by the signal (status -2) instead of exit 0."""
+    script = ("import os, signal, sys\n"
+              "from deepmad_evo.cli import main\n"
+              "sys.argv = ['deepmad-evo', 'presets']\n"
+              "status = main()\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "sys.exit(status)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(RUN).parent)
+    assert done.returncode == 0, done.stderr[-2000:]
