@@ -276,8 +276,9 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
         callback: called in this process with a progress dict after each generation / polishing
             step of any chain (keys: phase, chain, step, total, best_objective, feasible_fraction).
         algorithm_callback: a pymoo ``Callback`` handed to every chain's GA (called after each
-            generation with a ``GenerationState``: ``problem``, ``n_gen``, ``pop``, ``opt``). Chains on worker processes get a copy: use
-            ``settings.jobs = 1`` to read its state afterwards.
+            generation with a ``GenerationState``: ``problem``, ``n_gen``, ``pop``, ``opt``).
+            Chains on worker processes get a copy: use ``settings.jobs = 1`` to read its state
+            afterwards.
 
     Returns:
         A ``SearchResult`` whose genotype satisfies every constraint.
@@ -361,11 +362,7 @@ def _tail(space, budget, alpha, beta, convention, settings, algorithm_callback, 
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
     moves = neighbourhood(space.n_var, pairs=settings.pair_steps)
     history: list[dict] = []
-
-    def log(info):
-        info["chain"] = settings.chains
-        history.append(info)
-        emit(info)
+    log = _logger(history, emit, settings.chains)
 
     if task < settings.relax:  # one progress event per step, also when chains agree
         found = None if start is None else relaxation_step(problem, start, moves, settings.relax_evaluations,
@@ -381,6 +378,15 @@ def _tail(space, budget, alpha, beta, convention, settings, algorithm_callback, 
     return best_x, float(best_f), history, problem.n_evals
 
 
+def _logger(history: list, emit, chain: int):
+    """A task's progress log: tag each event with the chain (the final tasks use ``chains``), keep it, emit it."""
+    def log(info):
+        info["chain"] = chain
+        history.append(info)
+        emit(info)
+    return log
+
+
 def _chain(space, budget, alpha, beta, convention, settings, algorithm_callback, seed, chain, emit):
     """One independent chain: GA restarts, local search of the best, iterated perturbation."""
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
@@ -388,11 +394,7 @@ def _chain(space, budget, alpha, beta, convention, settings, algorithm_callback,
     history: list[dict] = []
     total = settings.restarts * settings.generations
     pool = []
-
-    def log(info):
-        info["chain"] = chain
-        history.append(info)
-        emit(info)
+    log = _logger(history, emit, chain)
 
     for r in range(settings.restarts):
         X0 = feasible_samples(problem, settings.pop_size, rng)
