@@ -274,6 +274,12 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
                 else:
                     infeasible += 1
                 continue
+            depths = tuple(int(x) for x in np.rint(zc[di]))
+            if leaf is not None and v > incumbent and depths not in rounded:
+                # A depth vector the incumbent does not rule out: its rounding may be the better
+                # design, found before the node is popped (or even when the gap prunes it).
+                rounded.add(depths)
+                incumbent = max(incumbent, leaf(zc))
             if v > threshold():
                 count += 1
                 heapq.heappush(heap, (-v, count, child, zc))

@@ -14,10 +14,15 @@ def objective_of(problem: DeepMADProblem, x: np.ndarray) -> float:
     return float(problem.evaluate_vectors(x[None])[0].objective[0])
 
 
-def round_and_polish(problem: DeepMADProblem, sources, polish_iterations: int, polish_starts: int, seed: int):
-    """Round every (relaxation, point) source, polish the best few roundings; (x, repaired objective) or (None, nan)."""
+def round_and_polish(problem: DeepMADProblem, sources, polish_iterations: int, polish_starts: int, seed: int,
+                     samples: int = 100_000, max_free: int = 14):
+    """Round every (relaxation, point) source, polish the best few roundings; (x, repaired objective) or (None, nan).
+
+    ``samples`` and ``max_free`` as for ``round_and_repair``.
+    """
     candidates = sorted((c for i, (rel, z) in enumerate(sources)
-                         for c in round_and_repair(problem, rel, z, seed=seed + i)), key=lambda c: -c[1])
+                         for c in round_and_repair(problem, rel, z, max_free=max_free, samples=samples,
+                                                   seed=seed + i)), key=lambda c: -c[1])
     if not candidates:
         return None, float("nan")
     x = candidates[0][0]
@@ -86,8 +91,8 @@ def round_and_repair(problem: DeepMADProblem, relax: Relaxation, z: np.ndarray, 
         X = np.concatenate([X, np.clip(Y, xl, xu)])
     if problem.budget.monotone:
         X = space.repair_monotone(X)
-    ev, G = problem.evaluate_vectors(np.unique(X, axis=0))
     X = np.unique(X, axis=0)
+    ev, G = problem.evaluate_vectors(X)
     cv = np.maximum(G, 0).sum(axis=1)
     found = [(X[k], float(ev.objective[k])) for k in np.flatnonzero(cv <= 0)]
     # With several budgets active at once a one-step rounding rarely meets all of them: walk
