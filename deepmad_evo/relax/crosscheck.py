@@ -148,7 +148,8 @@ def cross_check(source: SearchResult | Genotype, space: SearchSpace, budget: Bud
             and bounds over all of them.
         depth_nodes: when > 0, also bound the problem with integral depths by a branch and
             bound over the depths of at most this many SLSQP nodes (``depth_branch_and_bound``)
-            and round every leaf it reaches (each rounding raises the incumbent that prunes).
+            and round every node above the incumbent it solves, once per depth vector (each
+            rounding that beats the incumbent prunes more).
         bound_gap: relative-gap stop of that branch and bound: nodes within this fraction of the
             incumbent are pruned (the reported bound then includes incumbent·(1 + bound_gap));
             0 for the exact tree.
@@ -309,7 +310,7 @@ def _best_relaxed(feasible_runs, relaxations: dict) -> dict | None:
 def _bound_depths(problem: DeepMADProblem, relaxed: dict, incumbent: float, depth_nodes: int, report: Callback,
                   rounded_x, repaired_objective: float, polish: tuple, warnings: list[str], bound_gap: float = 0.0,
                   bound_widths: bool = False):
-    """Branch and bound over the depths; every leaf is rounded as it is reached, the best rounding kept.
+    """Branch and bound over the depths; its nodes above the incumbent are rounded as they are solved, the best kept.
 
     Returns:
         (the bound's record, the best rounded vector, its objective before the polish).

@@ -178,26 +178,32 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
                            batch: int = BATCH) -> tuple[dict, np.ndarray | None]:
     """Bound the problem with integral depths: best-first branching on the most fractional relaxed depth.
 
-    Each node is the relaxation with integer bounds on the depths, solved by SLSQP (``ftol``, at
-    most ``max_evaluations`` evaluations: feasible nodes of the paper presets converge in 15-60;
-    a node still infeasible at the limit is pruned as uncertified, see below) warm-started
-    from its parent. A node whose relaxed
-    optimum is ≤ the incumbent (the best discrete objective known) holds no better discrete
-    genotype and is pruned; a node whose optimum has integral depths is a leaf. ``leaf``
-    (optional) turns a point with integral depths into a discrete genotype and returns its
-    objective — rounding the widths — which raises the incumbent and so prunes more (each
-    depth vector is rounded once). With ``widths``, a node with integral depths but widths
-    between grid values is split further on the width farthest from the grid (channels ≤ one
-    grid value or ≥ the next, in log units), so the leaves bound the discrete widths too, not
-    only the real ones. With ``relative_gap`` > 0, nodes within that fraction of the incumbent
-    are pruned as well (the standard relative-gap stop of branch and bound): the bound then also
-    covers the best such node's value, at most incumbent·(1 + relative_gap).
+    Each node is the relaxation with bounds on the depths (integers), the widths and the
+    expansions, solved by SLSQP (``ftol``, at most ``max_evaluations`` evaluations: feasible
+    nodes of the paper presets converge in 15-60; a node still infeasible at the limit is pruned
+    as uncertified, see below) warm-started from its parent. The best open nodes are branched
+    until ``batch`` children are being solved, and those SLSQP runs advance side by side
+    (``lockstep``: one batched evaluation per step), so the order is best-first by batches. A
+    node whose relaxed optimum is ≤ the incumbent (the best discrete objective known) holds no
+    better discrete genotype and is pruned. ``leaf`` (optional) turns a relaxed point into a
+    discrete genotype and returns its objective — rounding — which raises the incumbent and so
+    prunes more: every solved node above the incumbent is rounded, once per depth vector (its
+    depths rounded to the nearest integers), as soon as it is solved. With ``widths``, a node
+    with integral depths is split further on the width farthest from its grid (stem, stage or
+    btn channels ≤ one grid value or ≥ the next, in log units) or on an expansion whose btn lies
+    between the hull rows of two neighbouring expansions (expansion ≤ one or ≥ the next), and
+    every child's bounds are tightened to its discrete genotypes (``propagate``; a child with
+    none is pruned, ``pruned_empty``), so the leaves bound the discrete widths too. With
+    ``relative_gap`` > 0, nodes within that fraction of the incumbent are pruned as well (the
+    standard relative-gap stop of branch and bound): the bound then also covers the best such
+    node's value, at most incumbent·(1 + relative_gap).
 
     What the bound assumes: every node's relaxed optimum is the *global* optimum of that
     node's relaxation. SLSQP is a local method; the relaxation is started at the parent's
     optimum only, so a node's value is a certified bound only if that local optimum is global
-    (the multi-start agreement of ``cross_check`` is the evidence, not a proof). The bound is for
-    the given per-stage kernels.
+    (the multi-start agreement of ``cross_check`` is the evidence, not a proof). A feasible node
+    whose run stops before SLSQP's convergence test keeps its parent's value (``unconverged``).
+    The bound is for the given per-stage kernels.
 
     The bound on the discrete optimum is the largest of the incumbent, the nodes pruned by the
     relative gap, the leaves and the nodes left open when ``max_nodes`` solves are spent. Nodes
@@ -207,8 +213,9 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     gets a progress dict after every node.
 
     Returns:
-        ({bound, incumbent, nodes, open, leaves, pruned_infeasible, pruned_too_large, pruned_gap,
-        relative_gap, width_splits, complete, best_leaf, seconds}, the best leaf's point or None).
+        ({bound, incumbent, nodes, open, leaves, pruned_infeasible, pruned_too_large, pruned_empty,
+        unconverged, pruned_gap, relative_gap, width_splits, complete, best_leaf, seconds}, the
+        best leaf's point or None).
     """
     t0 = time.perf_counter()
     di = relax.i_depth
@@ -216,7 +223,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     root = float(relax.values(z_root[None], gradients=False).objective[0])
     full = (np.zeros(relax.S, dtype=int), np.full(relax.S, len(relax.expansions) - 1))
     heap = [(-root, 0, (relax.lower.copy(), relax.upper.copy(), *full), z_root)]
-    count = nodes = started = infeasible = too_big = width_splits = empty = 0
+    count = nodes = started = infeasible = too_big = width_splits = empty = unconverged = 0
     gap_best = -np.inf  # the best node pruned only by the relative gap (it bounds what it held)
     leaves: list[tuple[float, np.ndarray]] = []
     rounded: set[tuple[int, ...]] = set()
@@ -256,15 +263,21 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
                 if child is None:
                     empty += 1
                     continue
-                pool.add(child, z, child[0], child[1], expansion=(child[2], child[3]))
+                pool.add((child, -negv), z, child[0], child[1], expansion=(child[2], child[3]))
                 started += 1
         if not len(pool):
             break
-        for child, zc, _ in pool.step():
+        for (child, parent), zc, status in pool.step():
             values = relax.values(zc[None], gradients=False, expansion=(child[2], child[3]))
             feasible = bool(relax.violation(zc, values)[0] <= FEASIBILITY_TOLERANCE)
             v = float(values.objective[0])
             nodes += 1
+            if feasible and status["status"] != 0:
+                # SLSQP stopped before converging (evaluation or iteration limit, failed line
+                # search): its point may lie below the node's optimum, so the node keeps its
+                # parent's value, which bounds it (the child is a subset of the parent).
+                unconverged += 1
+                v = max(v, parent)
             if callback is not None:
                 callback({"phase": "depth-bound", "done": nodes, "origin": f"depth node {nodes}/{max_nodes}",
                           "kernels": relax.kernels, "objective": v, "feasible": feasible})
@@ -288,7 +301,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     best_leaf = max(leaves, key=lambda leaf: leaf[0], default=None)
     bound = float(max([incumbent, gap_best] + [v for v, _ in leaves] + [-h[0] for h in heap]))
     info = {"bound": bound, "incumbent": incumbent, "nodes": nodes, "open": len(heap), "leaves": len(leaves),
-            "pruned_infeasible": infeasible, "pruned_too_large": too_big, "pruned_empty": empty, "pruned_gap": bool(gap_best > incumbent),
+            "pruned_infeasible": infeasible, "pruned_too_large": too_big, "pruned_empty": empty, "unconverged": unconverged, "pruned_gap": bool(gap_best > incumbent),
             "relative_gap": relative_gap, "width_splits": width_splits, "complete": not heap,
             "best_leaf": None if best_leaf is None else {"objective": best_leaf[0],
                                                          "depth": [int(round(x)) for x in best_leaf[1][di]]},
