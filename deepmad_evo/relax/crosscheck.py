@@ -333,8 +333,8 @@ def _bound_depths(problem: DeepMADProblem, relaxed: dict, incumbent: float, dept
     bound, _ = depth_branch_and_bound(relaxed["relaxation"], relaxed["z"], incumbent, depth_nodes, callback=report,
                                       leaf=round_leaf, relative_gap=bound_gap, widths=bound_widths)
     if bound["pruned_infeasible"]:
-        warnings.append(f"depth bound: {bound['pruned_infeasible']} nodes ended infeasible in SLSQP and "
-                        "were pruned (not certified)")
+        warnings.append(f"depth bound: {bound['pruned_infeasible']} nodes ended infeasible in SLSQP from two "
+                        "starts each and were pruned (not certified)")
     if leaf_best and (rounded_x is None or leaf_best[0][0] > objective_of(problem, rounded_x)):
         _, rounded_x, repaired_objective = leaf_best[0]
     return bound, rounded_x, repaired_objective

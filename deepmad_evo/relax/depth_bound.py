@@ -208,13 +208,14 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     The bound on the discrete optimum is the largest of the incumbent, the nodes pruned by the
     relative gap, the leaves and the nodes left open when ``max_nodes`` solves are spent. Nodes
     whose smallest corner breaks a size budget hold no feasible point and are pruned
-    (``pruned_too_large``); other nodes SLSQP cannot make feasible are pruned too, but counted
-    apart (``pruned_infeasible``: a local solver's failure is not a certificate). ``callback``
-    gets a progress dict after every node.
+    (``pruned_too_large``); other nodes SLSQP cannot make feasible, from the parent's point nor
+    from the middle of the node (``retried``: the second runs, not counted in ``max_nodes``), are
+    pruned too, but counted apart (``pruned_infeasible``: a local solver's failure is not a
+    certificate). ``callback`` gets a progress dict after every node.
 
     Returns:
         ({bound, incumbent, nodes, open, leaves, pruned_infeasible, pruned_too_large, pruned_empty,
-        unconverged, pruned_gap, relative_gap, width_splits, complete, best_leaf, seconds}, the
+        unconverged, retried, pruned_gap, relative_gap, width_splits, complete, best_leaf, seconds}, the
         best leaf's point or None).
     """
     t0 = time.perf_counter()
@@ -223,7 +224,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     root = float(relax.values(z_root[None], gradients=False).objective[0])
     full = (np.zeros(relax.S, dtype=int), np.full(relax.S, len(relax.expansions) - 1))
     heap = [(-root, 0, (relax.lower.copy(), relax.upper.copy(), *full), z_root)]
-    count = nodes = started = infeasible = too_big = width_splits = empty = unconverged = 0
+    count = nodes = started = infeasible = too_big = width_splits = empty = unconverged = retried = 0
     gap_best = -np.inf  # the best node pruned only by the relative gap (it bounds what it held)
     leaves: list[tuple[float, np.ndarray]] = []
     rounded: set[tuple[int, ...]] = set()
@@ -263,14 +264,21 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
                 if child is None:
                     empty += 1
                     continue
-                pool.add((child, -negv), z, child[0], child[1], expansion=(child[2], child[3]))
+                pool.add((child, -negv, 0), z, child[0], child[1], expansion=(child[2], child[3]))
                 started += 1
         if not len(pool):
             break
-        for (child, parent), zc, status in pool.step():
+        for (child, parent, attempt), zc, status in pool.step():
             values = relax.values(zc[None], gradients=False, expansion=(child[2], child[3]))
             feasible = bool(relax.violation(zc, values)[0] <= FEASIBILITY_TOLERANCE)
             v = float(values.objective[0])
+            if not feasible and not attempt and not too_large(relax, child[0], (child[2], child[3])):
+                # SLSQP's failure from the parent's point is no proof: one more run from the
+                # middle of the node before it is pruned as infeasible.
+                retried += 1
+                pool.add((child, parent, 1), (child[0] + child[1]) / 2, child[0], child[1],
+                         expansion=(child[2], child[3]))
+                continue
             nodes += 1
             if feasible and status["status"] != 0:
                 # SLSQP stopped before converging (evaluation or iteration limit, failed line
@@ -301,7 +309,7 @@ def depth_branch_and_bound(relax: Relaxation, z_root: np.ndarray, incumbent: flo
     best_leaf = max(leaves, key=lambda leaf: leaf[0], default=None)
     bound = float(max([incumbent, gap_best] + [v for v, _ in leaves] + [-h[0] for h in heap]))
     info = {"bound": bound, "incumbent": incumbent, "nodes": nodes, "open": len(heap), "leaves": len(leaves),
-            "pruned_infeasible": infeasible, "pruned_too_large": too_big, "pruned_empty": empty, "unconverged": unconverged, "pruned_gap": bool(gap_best > incumbent),
+            "pruned_infeasible": infeasible, "pruned_too_large": too_big, "pruned_empty": empty, "unconverged": unconverged, "retried": retried, "pruned_gap": bool(gap_best > incumbent),
             "relative_gap": relative_gap, "width_splits": width_splits, "complete": not heap,
             "best_leaf": None if best_leaf is None else {"objective": best_leaf[0],
                                                          "depth": [int(round(x)) for x in best_leaf[1][di]]},
