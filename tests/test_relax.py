@@ -343,3 +343,78 @@ def test_integral_depth_bound_is_above_the_exhaustive_optimum(bound_gap, widths)
         assert b["width_splits"] > 0 and b["gap"] <= bound_gap / (1 + bound_gap) + 1e-3
     else:
         assert b["width_splits"] == 0 and b["gap"] > 0.01
+
+
+def test_expansion_rows_contain_every_discrete_pair_of_their_expansions():
+    # A node's btn rows for expansions in [e_a, e_b] hold every (c, btn(c, e)) with e in that range.
+    relax = _relaxation("r18")[2]
+    E, table = relax.expansions, relax.btn_table
+    channels = np.asarray(relax.space.channels, dtype=float)
+    for a, b in [(0, 0), (0, 3), (2, 5), (len(E) - 1, len(E) - 1)]:
+        s_lo, s_hi = relax.expansion_slack[0][a], relax.expansion_slack[1][b]
+        btn = table[:, a:b + 1]
+        assert np.all(E[a] * channels[:, None] - s_lo <= btn + 1e-9)
+        assert np.all(btn <= E[b] * channels[:, None] + s_hi + 1e-9)
+    assert np.all(np.diff(table, axis=0) >= 0) and np.all(np.diff(table, axis=1) >= 0)
+
+
+def test_lockstep_runs_are_the_serial_runs():
+    # Side by side or one by one, SLSQP makes the same steps: same points, statuses and counts,
+    # also for a run stopped by its evaluation limit.
+    from deepmad_evo.relax.lockstep import solve_many
+
+    relax = _relaxation("mb-29m")[2]
+    z0 = relax.sample(1, np.random.default_rng(0))[0]
+    starts = [(z0, None, None)]
+    for i in range(relax.S):
+        lo, hi = relax.lower.copy(), relax.upper.copy()
+        hi[relax.i_depth[i]] = np.floor(z0[relax.i_depth[i]])
+        starts.append((z0, lo, hi))
+    for limit in (None, 6):
+        serial = [relax.solve(z, lower=lo, upper=hi, max_evaluations=limit) for z, lo, hi in starts]
+        together = solve_many(relax, starts, max_evaluations=limit)
+        for (z1, i1), (z2, i2) in zip(serial, together):
+            assert np.array_equal(z1, z2)
+            assert (i1["status"], i1["evaluations"]) == (i2["status"], i2["evaluations"])
+        assert limit is None or any(i["status"] == -1 for _, i in together)
+
+
+def test_propagation_keeps_every_discrete_genotype_of_a_node():
+    # Random nodes of the enumerable space: every monotone genotype inside a node is inside its
+    # propagated bounds, and a node propagated to None holds none.
+    from deepmad_evo.relax.depth_bound import propagate
+
+    space, budget, X, _, _ = _exhaustive_optimum()
+    X = X[np.all(np.diff(X[:, 1:4], axis=1) >= 0, axis=1)]
+    relax = Relaxation(space, budget, (3, 3, 3), (1.0, 1.0, 8.0))
+    S = relax.S
+    stem, out, btn, _, depth = space.decode(X)
+    Z = np.column_stack([np.log(stem), np.log(out), np.log(btn), depth])
+    K = X[:, 1 + S:1 + 2 * S]
+    rng = np.random.default_rng(0)
+    grids = relax.grids()
+    emptied = 0
+    for _ in range(200):
+        lo, hi = relax.lower.copy(), relax.upper.copy()
+        k_lo, k_hi = np.zeros(S, dtype=int), np.full(S, len(relax.expansions) - 1)
+        for j in rng.choice(relax.n_var, 4, replace=False):
+            if grids[j] is None:
+                lo[j] = hi[j] = rng.integers(lo[j], hi[j] + 1)
+            else:
+                a, b = np.sort(rng.uniform(lo[j], hi[j], 2))
+                lo[j], hi[j] = a, b
+        i = rng.integers(S)
+        k_lo[i], k_hi[i] = np.sort(rng.integers(0, len(relax.expansions), 2))
+        inside = (np.all((Z >= lo - 1e-12) & (Z <= hi + 1e-12), axis=1)
+                  & np.all((K >= k_lo) & (K <= k_hi), axis=1))
+        box = propagate(relax, (lo, hi, k_lo, k_hi))
+        if box is None:
+            emptied += 1
+            assert not inside.any()
+            continue
+        p_lo, p_hi, p_klo, p_khi = box
+        assert np.all(p_lo >= lo - 1e-12) and np.all(p_hi <= hi + 1e-12)
+        kept = (np.all((Z >= p_lo - 1e-9) & (Z <= p_hi + 1e-9), axis=1)
+                & np.all((K >= p_klo) & (K <= p_khi), axis=1))
+        assert np.all(kept[inside])
+    assert 0 < emptied < 200

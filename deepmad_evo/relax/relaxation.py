@@ -122,6 +122,15 @@ class Relaxation:
         self.btn_slack = (float(np.max(self.expansion_range[0] * pairs[:, 0] - pairs[:, 1])),
                           float(np.max(pairs[:, 1] - self.expansion_range[1] * pairs[:, 0])))
         self.btn_values = np.unique(pairs[:, 1])  # every btn width the space can produce
+        # Per expansion e of the grid, the same slacks for the pairs (c, btn(c, e)) alone: a discrete
+        # btn with expansion ≤ e is ≤ e·c + slack_hi(e), one with expansion ≥ e is ≥ e·c − slack_lo(e)
+        # (btn rounds monotonically in e); ``values(..., expansion=)`` bounds a node's expansions so.
+        self.expansions = np.asarray(space.expansions, dtype=float)
+        e_pairs = pairs[:, 1].reshape(len(space.channels), len(self.expansions))
+        c_pairs = pairs[:, 0].reshape(e_pairs.shape).astype(float)
+        self.expansion_slack = (np.max(self.expansions * c_pairs - e_pairs, axis=0),
+                                np.max(e_pairs - self.expansions * c_pairs, axis=0))
+        self.btn_table = e_pairs  # btn of channels[i] and expansions[k]: non-decreasing in i and in k
         self.squeeze = SqueezeBound.of(self.btn_values)
         lower = np.concatenate([[space.stem_channels[0]], np.full(S, space.channels[0]),
                                 np.full(S, pairs[:, 1].min())]).astype(float)
@@ -168,8 +177,13 @@ class Relaxation:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def values(self, Z: np.ndarray, gradients: bool = True) -> RelaxedValues:
-        """Objective and constraints at the rows of Z (N, n), through ``evaluate_population``."""
+    def values(self, Z: np.ndarray, gradients: bool = True, expansion: tuple | None = None) -> RelaxedValues:
+        """Objective and constraints at the rows of Z (N, n), through ``evaluate_population``.
+
+        ``expansion``: (lowest, highest) index into the expansion grid per stage, shape (S,) or
+        (N, S): the btn rows then bound the expansions of a branch-and-bound node (with the
+        slacks of those grid values) instead of the whole grid's range.
+        """
         Z = np.atleast_2d(np.asarray(Z, dtype=float))
         N, S = len(Z), self.S
         eye = np.eye(self.n_var)[:, : self.n_var if gradients else 0]
@@ -193,26 +207,31 @@ class Relaxation:
                 cons.append(getattr(ev, name) / getattr(b, name) - 1.0)
         if b.max_layers is not None:
             cons.append(ev.layers / b.max_layers - 1.0)
-        (e_lo, e_hi), (s_lo, s_hi) = self.expansion_range, self.btn_slack
+        if expansion is None:
+            (e_lo, e_hi), (s_lo, s_hi) = self.expansion_range, self.btn_slack
+        else:
+            k_lo, k_hi = (np.broadcast_to(np.asarray(k), (N, S)) for k in expansion)
+            e_lo, e_hi = self.expansions[k_lo], self.expansions[k_hi]
+            s_lo, s_hi = self.expansion_slack[0][k_lo], self.expansion_slack[1][k_hi]
         cons.append((out * e_lo - s_lo) / btn - 1.0)
         cons.append(btn / (out * e_hi + s_hi) - 1.0)
         G = _column_concat(cons)
         return RelaxedValues(ev.entropy.val - penalty, grad, G.val, G.grad, ev.entropy.val, penalty,
                              ev.rho_prefix.val, ev.macs.val, ev.params.val, ev.layers.val)
 
-    def _at(self, z: np.ndarray) -> RelaxedValues:
-        key = np.asarray(z, dtype=float).tobytes()
+    def _at(self, z: np.ndarray, expansion: tuple | None = None) -> RelaxedValues:
+        key = np.asarray(z, dtype=float).tobytes() + (b"" if expansion is None else np.asarray(expansion).tobytes())
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.values(z[None]))
+            self._cache = (key, self.values(z[None], expansion=expansion))
         return self._cache[1]
 
-    def violation(self, Z: np.ndarray, values: RelaxedValues | None = None) -> np.ndarray:
+    def violation(self, Z: np.ndarray, values: RelaxedValues | None = None, expansion: tuple | None = None) -> np.ndarray:
         """Largest violation of any constraint (normalised budgets, linear rows in log units, bounds).
 
-        ``values``: ``self.values(Z)`` when the caller has it already.
+        ``values``: ``self.values(Z)`` when the caller has it already; ``expansion`` as for ``values``.
         """
         Z = np.atleast_2d(Z)
-        values = self.values(Z, gradients=False) if values is None else values
+        values = self.values(Z, gradients=False, expansion=expansion) if values is None else values
         parts = [values.constraints, self.lower - Z, Z - self.upper]
         lin = self.linear()
         if lin is not None:
@@ -223,7 +242,7 @@ class Relaxation:
 
     def solve(self, z0: np.ndarray, maxiter: int = 200, ftol: float = 1e-10, lower: np.ndarray | None = None,
               upper: np.ndarray | None = None, objective: Callable | None = None,
-              max_evaluations: int | None = None) -> tuple[np.ndarray, dict]:
+              max_evaluations: int | None = None, expansion: tuple | None = None) -> tuple[np.ndarray, dict]:
         """One SLSQP run from z0; returns the final point and a status record.
 
         Args:
@@ -233,15 +252,16 @@ class Relaxation:
             objective: z -> (value, gradient) to minimise instead of −(relaxed objective).
             max_evaluations: stop (status −1) after this many objective evaluations; SLSQP's
                 line search can spend hundreds of them on an infeasible problem.
+            expansion: per-stage expansion index bounds, as for ``values``.
         """
         lower = self.lower if lower is None else np.maximum(lower, self.lower)
         upper = self.upper if upper is None else np.minimum(upper, self.upper)
         z0 = np.clip(np.asarray(z0, dtype=float), lower, upper)
         if objective is None:
-            scale = max(1.0, abs(float(self._at(z0).objective[0])))
+            scale = max(1.0, abs(float(self._at(z0, expansion).objective[0])))
 
             def objective(z):
-                v = self._at(z)
+                v = self._at(z, expansion)
                 return -v.objective[0] / scale, -v.objective_grad[0] / scale
 
         seen = [z0]
@@ -252,8 +272,8 @@ class Relaxation:
             seen.append(np.array(z))
             return objective(z)
 
-        nonlinear = NonlinearConstraint(lambda z: self._at(z).constraints[0], -np.inf, 0.0,
-                                        jac=lambda z: self._at(z).constraints_jac[0])
+        nonlinear = NonlinearConstraint(lambda z: self._at(z, expansion).constraints[0], -np.inf, 0.0,
+                                        jac=lambda z: self._at(z, expansion).constraints_jac[0])
         t0 = time.perf_counter()
         constraints = [nonlinear] + [c for c in [self.linear()] if c is not None]
         try:

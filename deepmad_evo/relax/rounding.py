@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..problem import DeepMADProblem
@@ -9,20 +11,33 @@ from ..polish import local_search, neighbourhood
 from .relaxation import Relaxation
 
 
+@functools.lru_cache(maxsize=16)
+def _moves(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
+    """``polish.neighbourhood``, built once per shape: the branch and bound rounds hundreds of nodes."""
+    moves = neighbourhood(n_var, singles, pairs)
+    moves.flags.writeable = False
+    return moves
+
+
 def objective_of(problem: DeepMADProblem, x: np.ndarray) -> float:
     """The objective of one genotype vector under the problem's weights and convention."""
     return float(problem.evaluate_vectors(x[None])[0].objective[0])
 
 
-def round_and_polish(problem: DeepMADProblem, sources, polish_iterations: int, polish_starts: int, seed: int):
-    """Round every (relaxation, point) source, polish the best few roundings; (x, repaired objective) or (None, nan)."""
+def round_and_polish(problem: DeepMADProblem, sources, polish_iterations: int, polish_starts: int, seed: int,
+                     samples: int = 100_000, max_free: int = 14):
+    """Round every (relaxation, point) source, polish the best few roundings; (x, repaired objective) or (None, nan).
+
+    ``samples`` and ``max_free`` as for ``round_and_repair``.
+    """
     candidates = sorted((c for i, (rel, z) in enumerate(sources)
-                         for c in round_and_repair(problem, rel, z, seed=seed + i)), key=lambda c: -c[1])
+                         for c in round_and_repair(problem, rel, z, max_free=max_free, samples=samples,
+                                                   seed=seed + i)), key=lambda c: -c[1])
     if not candidates:
         return None, float("nan")
     x = candidates[0][0]
     if polish_iterations:
-        moves = neighbourhood(problem.space.n_var)
+        moves = _moves(problem.space.n_var)
         polished = [local_search(problem, xc, moves, max_iter=polish_iterations)
                     for xc, _ in candidates[:polish_starts]]
         x = max(polished, key=lambda p: p[1])[0]
@@ -86,13 +101,13 @@ def round_and_repair(problem: DeepMADProblem, relax: Relaxation, z: np.ndarray, 
         X = np.concatenate([X, np.clip(Y, xl, xu)])
     if problem.budget.monotone:
         X = space.repair_monotone(X)
-    ev, G = problem.evaluate_vectors(np.unique(X, axis=0))
     X = np.unique(X, axis=0)
+    ev, G = problem.evaluate_vectors(X)
     cv = np.maximum(G, 0).sum(axis=1)
     found = [(X[k], float(ev.objective[k])) for k in np.flatnonzero(cv <= 0)]
     # With several budgets active at once a one-step rounding rarely meets all of them: walk
     # the least violating roundings downhill in violation until they are feasible.
-    moves = neighbourhood(space.n_var, singles=(1,), pairs=(1,))
+    moves = _moves(space.n_var, singles=(1,), pairs=(1,))
     for k in np.argsort(cv, kind="stable")[: 0 if found else top]:
         x = _repair(problem, X[k], moves)
         if x is not None:
