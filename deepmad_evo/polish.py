@@ -61,3 +61,27 @@ def local_search(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_
             break
         x, best = N[k], f[k]
     return x, best
+
+
+def repair(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_iter: int = 60):
+    """Least-violation descent over ``moves`` (kernels kept) until feasible; (x, objective) or None when stuck."""
+    space = problem.space
+    xl, xu = space.bounds
+    kcols = slice(1 + 2 * space.num_stages, 1 + 3 * space.num_stages)
+    moves = moves[np.all(moves[:, kcols] == 0, axis=1)]  # kernels stay (the relaxation's, the re-balance's)
+    _, G = problem.evaluate_vectors(x[None])
+    current = float(np.maximum(G, 0).sum())
+    for _ in range(max_iter):
+        N = np.clip(x + moves, xl, xu)
+        if problem.budget.monotone:
+            N = space.repair_monotone(N)
+        ev, G = problem.evaluate_vectors(N)
+        cv = np.maximum(G, 0).sum(axis=1)
+        if np.any(cv <= 0):
+            k = int(np.argmax(np.where(cv <= 0, ev.objective, -np.inf)))
+            return N[k], float(ev.objective[k])
+        k = int(np.argmin(cv))
+        if not cv[k] < current:
+            return None
+        x, current = N[k], float(cv[k])
+    return None

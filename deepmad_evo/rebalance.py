@@ -26,7 +26,7 @@ import numpy as np
 from scipy.optimize import LinearConstraint, minimize
 
 from .objective import evaluate_population
-from .polish import local_search, violation
+from .polish import local_search, repair, violation
 from .problem import DeepMADProblem, constraint_values
 from .units import smooth_squeeze
 
@@ -118,8 +118,13 @@ class WidthProblem:
     def feasible(self, z: np.ndarray, tol: float = 1e-4) -> bool:
         return bool(np.all(self._at(z)[2] <= tol))
 
-    def round(self, z: np.ndarray, max_free: int = 11) -> np.ndarray | None:
-        """The best feasible integer vector among the floor/ceil combinations of z's widths, else None."""
+    def round(self, z: np.ndarray, moves: np.ndarray, max_free: int = 11) -> np.ndarray | None:
+        """The best feasible integer vector among the floor/ceil combinations of z's widths.
+
+        When none is feasible (integer bottlenecks are rounded to the channel multiple, which the
+        continuous widths are not), the least violating one is repaired by a least-violation
+        descent over ``moves`` (``polish.repair``); None when that gets stuck.
+        """
         lo = np.floor(z).astype(np.int64)
         frac = z - lo
         free = [i for i in np.argsort(-np.minimum(frac, 1 - frac), kind="stable") if 1e-9 < frac[i] < 1 - 1e-9]
@@ -138,7 +143,8 @@ class WidthProblem:
         cv = violation(G)
         if (cv <= 0).any():
             return X[int(np.argmax(np.where(cv <= 0, ev.objective, -np.inf)))]
-        return None
+        repaired = repair(self.problem, X[int(np.argmin(cv))], moves)
+        return None if repaired is None else repaired[0]
 
 
 class _CallLimit(Exception):
@@ -218,7 +224,7 @@ def depth_moves(problem: DeepMADProblem, x: np.ndarray, fx: float, moves: np.nda
         scored.sort(key=lambda s: (-s[0], s[1]))
         best = (x, fx)
         for v, _, wp, z in scored[:polish]:
-            xr = wp.round(z)
+            xr = wp.round(z, moves)
             if xr is None:
                 continue
             xp, fp = local_search(problem, xr, moves)

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from ..problem import DeepMADProblem
-from ..polish import local_search, neighbourhood
+from ..polish import local_search, neighbourhood, repair
 from .relaxation import Relaxation
 
 
@@ -109,33 +109,9 @@ def round_and_repair(problem: DeepMADProblem, relax: Relaxation, z: np.ndarray, 
     # the least violating roundings downhill in violation until they are feasible.
     moves = _moves(space.n_var, singles=(1,), pairs=(1,))
     for k in np.argsort(cv, kind="stable")[: 0 if found else top]:
-        x = _repair(problem, X[k], moves)
+        x = repair(problem, X[k], moves)
         if x is not None:
             found.append(x)
     found.sort(key=lambda c: -c[1])
     unique = {tuple(x): (x, f) for x, f in reversed(found)}
     return sorted(unique.values(), key=lambda c: -c[1])[:top]
-
-
-def _repair(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_iter: int = 60):
-    """Least-violation descent over ``moves`` until feasible; (x, objective) or None when stuck."""
-    space = problem.space
-    xl, xu = space.bounds
-    kcols = slice(1 + 2 * space.num_stages, 1 + 3 * space.num_stages)
-    moves = moves[np.all(moves[:, kcols] == 0, axis=1)]  # kernels stay the relaxation's
-    _, G = problem.evaluate_vectors(x[None])
-    current = float(np.maximum(G, 0).sum())
-    for _ in range(max_iter):
-        N = np.clip(x + moves, xl, xu)
-        if problem.budget.monotone:
-            N = space.repair_monotone(N)
-        ev, G = problem.evaluate_vectors(N)
-        cv = np.maximum(G, 0).sum(axis=1)
-        if np.any(cv <= 0):
-            k = int(np.argmax(np.where(cv <= 0, ev.objective, -np.inf)))
-            return N[k], float(ev.objective[k])
-        k = int(np.argmin(cv))
-        if not cv[k] < current:
-            return None
-        x, current = N[k], float(cv[k])
-    return None
