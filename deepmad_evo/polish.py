@@ -18,8 +18,15 @@ def violation(G: np.ndarray) -> np.ndarray:
     return np.maximum(G, 0.0).sum(axis=1)
 
 
-def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
-    """Move matrix: every single-variable step ±s and every two-variable trade (±a, ±b)."""
+def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2), transfers=(), depth_cols=(),
+                  width_cols=()) -> np.ndarray:
+    """Move matrix: every single-variable step ±s and every two-variable trade (±a, ±b).
+
+    With ``transfers`` (step sizes) also every *depth transfer with a width step*: one block moves
+    from stage j to stage i (``depth_cols``) while one width variable (``width_cols``) moves by
+    ±t. A depth move alone usually breaks ρ or a size budget that is active at a local optimum;
+    with one compensating width step it can stay feasible, which no one- or two-variable move does.
+    """
     moves = []
     eye = np.eye(n_var, dtype=np.int64)
     for i in range(n_var):
@@ -29,6 +36,11 @@ def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
         for a, b in itertools.product(pairs, pairs):
             for si, sj in itertools.product((1, -1), (1, -1)):
                 moves.append(si * a * eye[i] + sj * b * eye[j])
+    if transfers:
+        for i, j in itertools.permutations(depth_cols, 2):
+            for k in width_cols:
+                for t in transfers:
+                    moves += [eye[i] - eye[j] + t * eye[k], eye[i] - eye[j] - t * eye[k]]
     return np.array(moves, dtype=np.int64)
 
 

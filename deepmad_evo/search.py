@@ -34,6 +34,7 @@ from .parallel import run_tasks
 from .polish import local_search, neighbourhood
 from .polish import violation as _violation
 from .problem import Budget, DeepMADProblem
+from .rebalance import depth_moves
 from .space import SearchSpace
 
 Callback = Callable[[dict], None]
@@ -61,6 +62,8 @@ class SearchSettings:
     relax: int = 2  # relaxation steps (dive to integral depths, round, polish) from this many chain winners
     relax_evaluations: int = 40  # SLSQP evaluations per node of a relaxation step's dive
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
+    transfer_steps: tuple[int, ...] = ()  # width steps of the depth-transfer moves of the last polishes (() = none)
+    depth_moves: int = 0  # rounds of depth moves with re-balanced widths (``rebalance``) per final task (0 = none)
     crossover_prob: float = 0.9  # SBX crossover probability
     crossover_eta: float = 15.0  # SBX distribution index
     mutation_eta: float = 20.0  # polynomial-mutation distribution index
@@ -301,10 +304,10 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
     history = [h for o in outcomes for h in o[2]]
     n_evals = sum(o[3] for o in outcomes)
     if settings.local_search and (settings.relax or settings.finish):
-        starts = _relaxation_starts(problem, outcomes, settings.relax)
         n_tail = _tail_tasks(settings)
+        starts = _relaxation_starts(problem, outcomes, n_tail)
         tail_seeds = [int(np.random.SeedSequence([seed, settings.chains, t]).generate_state(1)[0]) for t in range(n_tail)]
-        tail = [(*args, best_x, best_f, starts[t] if t < len(starts) else None,
+        tail = [(*args, best_x, best_f, starts[t::n_tail],
                  seed % 2**31 + t, t, n_tail, tail_seeds[t]) for t in range(n_tail)]
         finished = run_tasks(_tail, tail, jobs=min(jobs, n_tail), emit=report, preload=["deepmad_evo.search"])
         # Best objective wins; ties go to the lowest task index (deterministic for any jobs).
@@ -313,6 +316,8 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
             n_evals += n
             if f > best_f:
                 best_x, best_f = x, f
+    if settings.local_search and settings.transfer_steps:
+        best_x, best_f = local_search(problem, best_x, _moves(space, settings))
     history = tuple(history)
     genotype = space.genotype(best_x)
     evaluation = evaluate(genotype, problem.alpha, beta, convention)
@@ -321,11 +326,12 @@ def run_search(space: SearchSpace, budget: Budget, *, alpha=None, beta: float = 
                         history, n_evals, time.perf_counter() - t0, seed, convention, budget)
 
 
-def _relaxation_starts(problem, outcomes, relax: int) -> list:
-    """The ``relax`` best distinct chain results (best first, ties by chain index): where relaxation steps start.
+def _relaxation_starts(problem, outcomes, n: int) -> list:
+    """The ``n`` best distinct chain results (best first, ties by chain index): where the final tasks'
+    relaxation steps and depth moves start.
 
-    The relaxation has no latency model: with a latency budget its optimum ignores the binding
-    constraint, so no step starts (their progress events still come).
+    Neither the relaxation nor the width re-balance has a latency model: with a latency budget
+    their optima ignore the binding constraint, so no step starts (their progress events still come).
     """
     seen, starts = set(), []
     candidates = [] if problem.budget.latency is not None else range(len(outcomes))
@@ -334,7 +340,7 @@ def _relaxation_starts(problem, outcomes, relax: int) -> list:
         if np.isfinite(outcomes[c][1]) and tuple(x) not in seen:
             seen.add(tuple(x))
             starts.append(x)
-    return starts[:relax]
+    return starts[:n]
 
 
 def _tail_tasks(settings: SearchSettings) -> int:
@@ -342,10 +348,22 @@ def _tail_tasks(settings: SearchSettings) -> int:
 
     A fixed number (never the number of processes), so the result does not depend on ``jobs``.
     """
-    return max(settings.relax, min(2, settings.finish))
+    return max(settings.relax, min(2, settings.finish), _depth_move_tasks(settings))
 
 
-def _tail(space, budget, alpha, beta, convention, settings, algorithm_callback, best_x, best_f, start, relax_seed,
+def _depth_move_tasks(settings: SearchSettings) -> int:
+    """Final tasks that run depth moves: two (from the two best distinct chain results) when enabled."""
+    return 2 if settings.depth_moves and settings.local_search else 0
+
+
+def polish_events(settings: SearchSettings) -> int:
+    """How many "polish" progress events a search with these settings emits (for a progress bar's total)."""
+    if not settings.local_search:
+        return 0
+    return settings.chains * settings.perturbations + settings.relax + settings.finish + _depth_move_tasks(settings)
+
+
+def _tail(space, budget, alpha, beta, convention, settings, algorithm_callback, best_x, best_f, starts, relax_seed,
           task, n_tasks, finish_seed, emit):
     """One task of a search's end: a relaxation step from ``start`` (if any), then a share of the finish.
 
@@ -360,13 +378,22 @@ def _tail(space, budget, alpha, beta, convention, settings, algorithm_callback, 
     from .relax.step import relaxation_step  # relax imports this module's SearchResult
 
     problem = DeepMADProblem(space, budget, alpha, beta, convention)
-    moves = neighbourhood(space.n_var, pairs=settings.pair_steps)
+    moves = _moves(space, settings, transfers=False)
     history: list[dict] = []
     log = _logger(history, emit, settings.chains)
 
+    if task < _depth_move_tasks(settings):  # one progress event per task, also without a start
+        for x in starts:
+            f0 = float(problem.evaluate_vectors(x[None])[0].objective[0])
+            x, f = depth_moves(problem, x, f0, _moves(space, settings), rounds=settings.depth_moves)
+            if f > best_f:
+                best_x, best_f = x, f
+        log({"phase": "polish", "step": task, "total": _depth_move_tasks(settings), "best_objective": float(best_f),
+             "feasible_fraction": 1.0, "n_evals": problem.n_evals})
+
     if task < settings.relax:  # one progress event per step, also when chains agree
-        found = None if start is None else relaxation_step(problem, start, moves, settings.relax_evaluations,
-                                                           seed=relax_seed)
+        found = None if not starts else relaxation_step(problem, starts[0], moves, settings.relax_evaluations,
+                                                        seed=relax_seed)
         if found is not None and found[1] > best_f:
             best_x, best_f = found
         log({"phase": "polish", "step": task, "total": settings.relax, "best_objective": float(best_f),
@@ -418,7 +445,7 @@ def _chain(space, budget, alpha, beta, convention, settings, algorithm_callback,
     order = np.argsort(-f, kind="stable")
     best_x, best_f = X[order[0]], f[order[0]]
     if settings.local_search:
-        moves = neighbourhood(space.n_var, pairs=settings.pair_steps)
+        moves = _moves(space, settings, transfers=False)
         for i in order[: settings.polish_top]:
             if not np.isfinite(f[i]):
                 continue
@@ -427,6 +454,14 @@ def _chain(space, budget, alpha, beta, convention, settings, algorithm_callback,
                 best_x, best_f = x, fx
         best_x, best_f = _perturb_and_polish(problem, best_x, best_f, moves, settings, rng, log)
     return best_x, float(best_f), history, problem.n_evals
+
+
+def _moves(space: SearchSpace, settings: SearchSettings, transfers: bool = True) -> np.ndarray:
+    """The local search's move matrix (``polish.neighbourhood``); ``transfers``: with the depth transfers
+    of ``settings.transfer_steps`` (for the depth moves' polish and the search's last polish)."""
+    S = space.num_stages
+    return neighbourhood(space.n_var, pairs=settings.pair_steps, transfers=settings.transfer_steps if transfers else (),
+                         depth_cols=range(1 + 3 * S, 1 + 4 * S), width_cols=range(1 + 2 * S))
 
 
 def _perturb_and_polish(problem, x, fx, moves, settings, rng, log):

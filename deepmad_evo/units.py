@@ -11,6 +11,8 @@ Symbols (DESIGN.md §2): ``w`` layer width c_in·k²/g, ``r`` feature-map side, 
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,14 +52,34 @@ def block_convs(block: str, c_in, out, btn, k, s: int) -> tuple[Conv, ...]:
     raise ValueError(f"block: expected one of basic, bottleneck, mbconv, mbconv_se, got {block!r}")
 
 
+_SMOOTH_SQUEEZE = contextvars.ContextVar("smooth_squeeze", default=False)
+
+
+@contextmanager
+def smooth_squeeze():
+    """Within this block, real (float) bottleneck widths get the smooth squeeze width max(8, btn/4).
+
+    For solvers that differentiate the costs of real widths by finite differences
+    (``rebalance``): the staircase below is flat almost everywhere. Integer widths are unaffected.
+    """
+    token = _SMOOTH_SQUEEZE.set(True)
+    try:
+        yield
+    finally:
+        _SMOOTH_SQUEEZE.reset(token)
+
+
 def se_width(btn):
     """Squeeze width of the SE module: max(1, round(btn/4) // 8) · 8 (round half to even).
 
     The continuous relaxation's values (``relax.Dual``) supply their own smooth lower bound of
-    this staircase through a ``se_width()`` method: rint/floor have no useful derivative.
+    this staircase through a ``se_width()`` method: rint/floor have no useful derivative. Inside
+    ``smooth_squeeze()``, real widths get the smooth max(8, btn/4).
     """
     if hasattr(btn, "se_width"):
         return btn.se_width()
+    if _SMOOTH_SQUEEZE.get() and isinstance(btn, np.ndarray) and np.issubdtype(btn.dtype, np.floating):
+        return np.maximum(8.0, btn / 4.0)
     if isinstance(btn, (int, np.integer)):
         return max(1, round(int(btn) / 4) // 8) * 8
     btn = np.asarray(btn)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from ..costs import check_memory, network_costs
 from ..io import clean_stale_temps
 from ..limits import check_output
-from ..search import run_search
+from ..search import polish_events, run_search
 from ..units import expand
 from .common import PRESET_OF_DATASET, resolve_train_config, train_run_dir
 
@@ -27,8 +27,7 @@ def search_with_progress(cfg, console):
     with Progress(*columns, console=console, transient=False) as progress:
         n = settings.chains
         ga = progress.add_task(f"GA ×{n} chains", total=n * settings.restarts * settings.generations, best="-", feas="-")
-        polish = progress.add_task("polish", total=(n * settings.perturbations + settings.relax + settings.finish)
-                                   if settings.local_search else 0,
+        polish = progress.add_task("polish", total=polish_events(settings),
                                    best="-", feas="-", visible=settings.local_search)
         best = {}
 

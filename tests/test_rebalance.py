@@ -1,0 +1,138 @@
+"""Depth moves with re-balanced widths (``rebalance``): the continuous widths, the screen, the stage."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from deepmad_evo.config import load_config
+from deepmad_evo.genotype import Genotype
+from deepmad_evo.polish import neighbourhood, violation
+from deepmad_evo.problem import DeepMADProblem
+from deepmad_evo.rebalance import WidthProblem, _multipliers, depth_moves, depth_neighbours
+from deepmad_evo.search import SearchSettings, polish_events, run_search
+from deepmad_evo.units import se_width, smooth_squeeze
+
+# mb-29m's seed-0 design of the previous release (29 769.89): chains ended with depths (1,9,11,8,7).
+MB29_START = ("i224_c3_n1000 stem_k3_s2_c64 mbse_d1_k7_s2_b216_c128 mbse_d9_k7_s2_b464_c272 "
+              "mbse_d11_k7_s2_b672_c448 mbse_d8_k7_s2_b720_c480 mbse_d7_k7_s1_b744_c496 head_c1792")
+# The best mb-29m design known before this stage existed, from a rounded branch-and-bound leaf of
+# the cross-check (benchmarks/best_known.json at the time): an independent reference value.
+MB29_BRANCH_AND_BOUND = 29842.64552782835
+
+
+def _problem(name):
+    cfg = load_config(name)
+    o = cfg.objective
+    return DeepMADProblem(cfg.search_space(), cfg.budget, o.alpha, o.beta, o.convention)
+
+
+def test_smooth_squeeze_changes_only_real_widths_inside_the_block():
+    # Staircase: max(1, round(100/4) // 8) * 8 = max(1, 25 // 8) * 8 = 24; smooth: max(8, 100/4) = 25.
+    assert se_width(100) == 24
+    assert se_width(np.array([100, 20])).tolist() == [24, 8]
+    assert se_width(np.array([100.0, 20.0])).tolist() == [24, 8]
+    with smooth_squeeze():
+        assert se_width(np.array([100.0, 20.0])).tolist() == [25.0, 8.0]
+        assert se_width(np.array([100, 20])).tolist() == [24, 8]  # integer widths: exact, always
+        assert se_width(100) == 24
+    assert se_width(np.array([100.0])).tolist() == [24]
+
+
+@pytest.mark.parametrize("name", ["mbv2", "r34"])
+def test_continuous_widths_equal_the_network_on_grid_points(name):
+    """At integer grid indices whose bottlenecks need no rounding, the continuous widths are the network."""
+    p = _problem(name)
+    space = p.space
+    S = space.num_stages
+    rng = np.random.default_rng(0)
+    X = space.repair_monotone(space.sample(4000, rng))
+    _, out, _, _, _ = space.decode(X)
+    ratio = np.asarray(space.expansions)[X[:, 1 + S:1 + 2 * S]]
+    exact = np.all(np.isclose((ratio * out) % space.multiple, 0) | np.isclose((ratio * out) % space.multiple,
+                                                                              space.multiple), axis=1)
+    exact &= np.all(ratio * out >= space.multiple, axis=1)
+    X = X[exact][:20]
+    assert len(X) >= 5
+    ev, G = p.evaluate_vectors(X)
+    for x, f, g in zip(X, ev.objective, G):
+        wp = WidthProblem(p, x)
+        fc, Gc = wp.values(x[None, :wp.n].astype(float))
+        assert fc[0] == pytest.approx(f, rel=1e-12)
+        # G without the monotone column (the solver states monotonicity as linear constraints).
+        assert Gc[0] == pytest.approx(g[: Gc.shape[1]], rel=1e-9, abs=1e-12)
+
+
+def test_depth_neighbours_are_one_block_away_in_a_fixed_order():
+    # (1, 2) in [1, 3]^2: +1/-1 per stage, then stage 0 <- 1 and stage 1 <- 0 transfers, out-of-range dropped.
+    D = depth_neighbours(np.array([1, 2]), [1, 1], [3, 3])
+    assert D.tolist() == [[2, 2], [1, 3], [1, 1], [2, 1]]
+    D = depth_neighbours(np.array([4, 4, 4]), [1] * 3, [16] * 3)
+    assert len(D) == 3 * 2 + 3 * 2 and len({tuple(d) for d in D}) == len(D)
+    assert all(np.abs(d - 4).sum() in (1, 2) and abs(d.sum() - 12) <= 1 for d in D)
+
+
+def test_width_optimum_satisfies_the_kkt_conditions():
+    p = _problem("mb-29m")
+    x = p.space.encode(Genotype.from_text(MB29_START))
+    wp = WidthProblem(p, x)
+    z, v = wp.solve(x[: wp.n].astype(float), maxiter=100, max_calls=200)
+    assert wp.feasible(z)
+    assert v >= p.evaluate_vectors(x[None])[0].objective[0]  # the design itself is a feasible start
+    lam = _multipliers(wp, z)
+    f, df, g, dG = wp._at(z)
+    assert np.all(lam >= 0) and np.all(lam[g < -1e-3] == 0)
+    free = (z > wp.lower + 1e-6) & (z < wp.upper - 1e-6)
+    residual = df[free] - lam @ dG[:, free]
+    assert np.linalg.norm(residual) <= 0.02 * np.linalg.norm(df[free])
+
+
+def test_depth_moves_reach_the_branch_and_bound_basin():
+    """From a chain result in the (1,9,11,8,7) basin, depth moves reach the branch-and-bound leaf's value."""
+    p = _problem("mb-29m")
+    space = p.space
+    S = space.num_stages
+    x = space.encode(Genotype.from_text(MB29_START))
+    f0 = float(p.evaluate_vectors(x[None])[0].objective[0])
+    moves = neighbourhood(space.n_var, transfers=(1, 2), depth_cols=range(1 + 3 * S, 1 + 4 * S),
+                          width_cols=range(1 + 2 * S))
+    y, fy = depth_moves(p, x, f0, moves, rounds=3)
+    ev, G = p.evaluate_vectors(y[None])
+    assert violation(G)[0] <= 0 and fy == pytest.approx(ev.objective[0])
+    assert fy >= MB29_BRANCH_AND_BOUND
+    assert tuple(y[1 + 3 * S:]) != tuple(x[1 + 3 * S:])
+    again = depth_moves(p, x, f0, moves, rounds=3)
+    assert np.array_equal(again[0], y) and again[1] == fy  # deterministic
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_depth_moves_never_return_a_worse_or_infeasible_design(seed):
+    p = _problem("tiny")
+    space = p.space
+    from deepmad_evo.search import feasible_samples
+
+    X = feasible_samples(p, 8, np.random.default_rng(seed))
+    moves = neighbourhood(space.n_var)
+    for x in X[:3]:
+        ev, G = p.evaluate_vectors(x[None])
+        if violation(G)[0] > 0:
+            continue
+        y, fy = depth_moves(p, x, float(ev.objective[0]), moves, rounds=2)
+        ey, Gy = p.evaluate_vectors(y[None])
+        assert violation(Gy)[0] <= 0 and fy >= ev.objective[0] and fy == pytest.approx(ey.objective[0])
+
+
+def test_search_with_depth_moves_counts_its_progress_events_and_reproduces():
+    cfg = load_config("tiny")
+    s = SearchSettings(pop_size=30, generations=10, restarts=1, polish_top=2, perturbations=3, chains=2, finish=4,
+                       relax=0, depth_moves=2, transfer_steps=(1, 2), jobs=1)
+
+    def run(settings):
+        return run_search(cfg.search_space(), cfg.budget, alpha=cfg.objective.alpha, beta=cfg.objective.beta,
+                          convention=cfg.objective.convention, settings=settings, seed=3)
+
+    a = run(s)
+    assert sum(h["phase"] == "polish" for h in a.history) == polish_events(s) == 2 * 3 + 4 + 2
+    b = run(replace(s, jobs=2))
+    assert a.genotype == b.genotype and a.objective == b.objective and a.n_evals == b.n_evals
+    assert a.feasible
