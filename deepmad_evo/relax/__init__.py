@@ -40,8 +40,9 @@ over the depths (``depth_branch_and_bound``) bounds the problem with integral de
 
 Modules: ``dual`` (forward-mode dual numbers), ``relaxation`` (the relaxed problem and SLSQP),
 ``rounding`` (back to the grid: round, repair, polish), ``depth_bound`` (branch and bound over the
-depths, and the greedy dive), ``step`` (the relaxation as a stage of the search), ``crosscheck``
-(the GA-versus-relaxation report).
+depths, and the greedy dive), ``lockstep`` (many SLSQP runs side by side, their evaluations
+batched), ``step`` (the relaxation as a stage of the search), ``crosscheck`` (the
+GA-versus-relaxation report).
 """
 
 from __future__ import annotations
