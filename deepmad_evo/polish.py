@@ -6,6 +6,7 @@ roundings), so neither imports the other for it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -26,7 +27,16 @@ def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2), transfers=(), 
     from stage j to stage i (``depth_cols``) while one width variable (``width_cols``) moves by
     ±t. A depth move alone usually breaks ρ or a size budget that is active at a local optimum;
     with one compensating width step it can stay feasible, which no one- or two-variable move does.
+
+    Built once per distinct argument set (20-30 ms each; chains, final tasks and the branch and
+    bound's roundings ask for the same few) and returned read-only.
     """
+    return _neighbourhood(int(n_var), tuple(singles), tuple(pairs), tuple(transfers), tuple(depth_cols),
+                          tuple(width_cols))
+
+
+@functools.lru_cache(maxsize=32)
+def _neighbourhood(n_var, singles, pairs, transfers, depth_cols, width_cols) -> np.ndarray:
     moves = []
     eye = np.eye(n_var, dtype=np.int64)
     for i in range(n_var):
@@ -36,12 +46,13 @@ def neighbourhood(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2), transfers=(), 
         for a, b in itertools.product(pairs, pairs):
             for si, sj in itertools.product((1, -1), (1, -1)):
                 moves.append(si * a * eye[i] + sj * b * eye[j])
-    if transfers:
-        for i, j in itertools.permutations(depth_cols, 2):
-            for k in width_cols:
-                for t in transfers:
-                    moves += [eye[i] - eye[j] + t * eye[k], eye[i] - eye[j] - t * eye[k]]
-    return np.array(moves, dtype=np.int64)
+    for i, j in itertools.permutations(depth_cols, 2):
+        for k in width_cols:
+            for t in transfers:
+                moves += [eye[i] - eye[j] + t * eye[k], eye[i] - eye[j] - t * eye[k]]
+    moves = np.array(moves, dtype=np.int64)
+    moves.flags.writeable = False
+    return moves
 
 
 def local_search(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, max_iter: int = 500):

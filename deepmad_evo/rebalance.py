@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from dataclasses import replace
 
 import numpy as np
-from scipy.optimize import LinearConstraint, minimize
+from scipy.optimize import LinearConstraint, minimize, nnls
 
 from .objective import evaluate_population
 from .polish import local_search, repair, violation
@@ -43,12 +44,14 @@ class WidthProblem:
         S = self.S = space.num_stages
         self.n = 1 + 2 * S
         stem_t, ch_t, ex_t, _ = space._tables
-        self.tables = (np.asarray(stem_t, float), np.asarray(ch_t, float), np.asarray(ex_t, float))
+        self.tables = tuple((np.arange(len(t), dtype=float), np.asarray(t, float)) for t in (stem_t, ch_t, ex_t))
         _, _, _, kernel, depth = space.decode(self.x[None])
         self.kernel, self.depth = kernel, depth
         xl, xu = space.bounds
         self.lower, self.upper = xl[: self.n].astype(float), xu[: self.n].astype(float)
         self.budget = problem.budget
+        # Monotone channels are linear constraints of the solve; latency has no model here.
+        self._budget = replace(problem.budget, monotone=False, latency=None, latency_table=None)
         self._cache: dict = {}
         self.calls, self.max_calls = 0, np.inf
 
@@ -59,9 +62,9 @@ class WidthProblem:
         ``kernel`` and ``depth`` (N, S) default to this problem's, repeated.
         """
         S, (stem_t, ch_t, ex_t) = self.S, self.tables
-        stem = np.interp(Z[:, 0], np.arange(len(stem_t)), stem_t)
-        out = np.interp(Z[:, 1:1 + S], np.arange(len(ch_t)), ch_t)
-        btn = np.maximum(self.space.multiple, np.interp(Z[:, 1 + S:], np.arange(len(ex_t)), ex_t) * out)
+        stem = np.interp(Z[:, 0], *stem_t)
+        out = np.interp(Z[:, 1:1 + S], *ch_t)
+        btn = np.maximum(self.space.multiple, np.interp(Z[:, 1 + S:], *ex_t) * out)
         n = len(Z)
         p = self.problem
         kernel = np.repeat(self.kernel, n, 0) if kernel is None else kernel
@@ -69,8 +72,7 @@ class WidthProblem:
         with smooth_squeeze():  # the SE width's staircase would stall the finite differences
             ev = evaluate_population(self.space.template, stem, out, btn.astype(float), kernel, depth, p.alpha,
                                      p.beta, p.convention)
-        budget = _without_monotone(self.budget)
-        return ev.objective, constraint_values(ev, out, budget, 1.0)
+        return ev.objective, constraint_values(ev, out, self._budget, 1.0)
 
     def _at(self, z: np.ndarray):
         key = z.tobytes()
@@ -99,6 +101,7 @@ class WidthProblem:
             for i in range(S - 1):
                 A[i, 1 + i], A[i, 2 + i] = -1.0, 1.0
             cons.append(LinearConstraint(A, 0.0, np.inf))
+
         def objective(z):
             f, df, _, _ = self._at(z)
             last[0] = np.array(z)
@@ -151,12 +154,6 @@ class _CallLimit(Exception):
     """Raised inside SLSQP when a solve has used its evaluations."""
 
 
-def _without_monotone(budget):
-    from dataclasses import replace
-
-    return replace(budget, monotone=False, latency=None, latency_table=None)
-
-
 def depth_neighbours(depth: np.ndarray, lo, hi) -> np.ndarray:
     """Depth vectors one block away, in a fixed order: ±1 in one stage, or one block moved between two stages."""
     S = len(depth)
@@ -168,8 +165,6 @@ def depth_neighbours(depth: np.ndarray, lo, hi) -> np.ndarray:
 
 def _multipliers(wp: "WidthProblem", z: np.ndarray, tol: float = 1e-4) -> np.ndarray:
     """KKT multipliers of the width optimum z: ∇f = Σ λ_i ∇g_i over the active constraints (λ ≥ 0, NNLS)."""
-    from scipy.optimize import nnls
-
     f, df, g, dG = wp._at(z)
     lam = np.zeros(len(g))
     active = np.flatnonzero(g > -tol)
@@ -180,16 +175,16 @@ def _multipliers(wp: "WidthProblem", z: np.ndarray, tol: float = 1e-4) -> np.nda
 
 
 def depth_moves(problem: DeepMADProblem, x: np.ndarray, fx: float, moves: np.ndarray, rounds: int = 3,
-                screen: int = 6, polish: int = 2, maxiter: int = 30, log=None) -> tuple[np.ndarray, float]:
+                screen: int = 6, polish: int = 2, maxiter: int = 30) -> tuple[np.ndarray, float]:
     """Hill climbing over depth vectors from ``x``, each scored by its re-balanced widths.
 
     Each round solves the incumbent's own widths (SLSQP in continuous grid-index space) and reads
     the KKT multipliers λ of its active budgets; every depth vector one block away is screened by
     the Lagrangian f − λ·g at those widths (one vectorised pass: the first-order estimate of its
     re-balanced value, within ~0.1 % where no inactive budget becomes active), the ``screen``
-    best are re-balanced by SLSQP, the ``polish`` best of
-    those rounded and polished by the integer local search, and the round moves to the best
-    polished design if it beats the incumbent. Stops after ``rounds`` rounds or when a round
+    best are re-balanced by SLSQP, the ``polish`` best of those rounded and polished by the
+    integer local search (``moves``), and the round moves to the best polished design if it
+    beats the incumbent. Stops after ``rounds`` rounds or when a round
     finds nothing better. Returns (x, objective).
     """
     space = problem.space
@@ -230,8 +225,6 @@ def depth_moves(problem: DeepMADProblem, x: np.ndarray, fx: float, moves: np.nda
             xp, fp = local_search(problem, xr, moves)
             if fp > best[1] + 1e-9:
                 best = (xp, fp)
-        if log is not None:
-            log(r, best[1])
         if best[1] <= fx + 1e-9:
             break
         x, fx = best

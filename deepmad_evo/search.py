@@ -365,7 +365,8 @@ def polish_events(settings: SearchSettings) -> int:
 
 def _tail(space, budget, alpha, beta, convention, settings, algorithm_callback, best_x, best_f, starts, relax_seed,
           task, n_tasks, finish_seed, emit):
-    """One task of a search's end: a relaxation step from ``start`` (if any), then a share of the finish.
+    """One task of a search's end: depth moves and a relaxation step from ``starts`` (the task's share
+    of the best distinct chain results, if any), then a share of the finish.
 
     The relaxation step (``relax.relaxation_step``) re-balances depths and widths together for
     fixed kernels, a move the integer neighbourhood reaches only through lucky kicks. The finish

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ..problem import DeepMADProblem
 from ..polish import local_search, neighbourhood, repair
 from .relaxation import Relaxation
-
-
-@functools.lru_cache(maxsize=16)
-def _moves(n_var: int, singles=(1, 2, 4, 8), pairs=(1, 2)) -> np.ndarray:
-    """``polish.neighbourhood``, built once per shape: the branch and bound rounds hundreds of nodes."""
-    moves = neighbourhood(n_var, singles, pairs)
-    moves.flags.writeable = False
-    return moves
 
 
 def objective_of(problem: DeepMADProblem, x: np.ndarray) -> float:
@@ -37,7 +27,7 @@ def round_and_polish(problem: DeepMADProblem, sources, polish_iterations: int, p
         return None, float("nan")
     x = candidates[0][0]
     if polish_iterations:
-        moves = _moves(problem.space.n_var)
+        moves = neighbourhood(problem.space.n_var)
         polished = [local_search(problem, xc, moves, max_iter=polish_iterations)
                     for xc, _ in candidates[:polish_starts]]
         x = max(polished, key=lambda p: p[1])[0]
@@ -107,7 +97,7 @@ def round_and_repair(problem: DeepMADProblem, relax: Relaxation, z: np.ndarray, 
     found = [(X[k], float(ev.objective[k])) for k in np.flatnonzero(cv <= 0)]
     # With several budgets active at once a one-step rounding rarely meets all of them: walk
     # the least violating roundings downhill in violation until they are feasible.
-    moves = _moves(space.n_var, singles=(1,), pairs=(1,))
+    moves = neighbourhood(space.n_var, singles=(1,), pairs=(1,))
     for k in np.argsort(cv, kind="stable")[: 0 if found else top]:
         x = repair(problem, X[k], moves)
         if x is not None:
