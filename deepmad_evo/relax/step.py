@@ -35,3 +35,18 @@ def relaxation_step(problem: DeepMADProblem, x: np.ndarray, moves: np.ndarray, m
     if not candidates:
         return None
     return max((local_search(problem, xc, moves) for xc, _ in candidates), key=lambda p: p[1])
+
+
+def relaxed_depths(problem: DeepMADProblem, x: np.ndarray, max_evaluations: int = 600) -> np.ndarray | None:
+    """The real depths of the relaxed optimum from ``x`` (its kernels fixed), or None when SLSQP ends infeasible.
+
+    Where the integer search is stuck in a depth basin, the relaxation (widths and depths real)
+    usually lands near the better basin: a start for the depth climb of ``rebalance.depth_moves``.
+    """
+    space = problem.space
+    relax = Relaxation(space, problem.budget, space.decode(x[None])[3][0], problem.alpha, problem.beta,
+                       problem.convention)
+    z, _ = relax.solve(relax.point(space.genotype(x)), max_evaluations=max_evaluations)
+    if relax.violation(z)[0] > FEASIBILITY_TOLERANCE:
+        return None
+    return np.asarray(relax.widths(z)["depth"], dtype=float)
