@@ -289,7 +289,7 @@ def load_config(source: str | Path | None = None) -> Config:
         "restarts": integer(1, limits.MAX_COUNT), "chains": integer(1, limits.MAX_CHAINS),
         "polish_top": integer(1, limits.MAX_COUNT), "perturbations": integer(0, limits.MAX_COUNT),
         "finish": integer(0, limits.MAX_COUNT), "local_search": boolean, "pair_steps": sequence(_POS),
-        "transfer_steps": _steps_or_none, "depth_moves": integer(0, limits.MAX_COUNT), "depth_climb": integer(0, limits.MAX_COUNT),
+        "transfer_steps": _steps_or_none, "depth_moves": integer(0, limits.MAX_COUNT),
         "crossover_prob": number(0, 1), "crossover_eta": number(0, open_low=True),
         "mutation_eta": number(0, open_low=True), "relax": integer(0, limits.MAX_COUNT), "relax_evaluations": _POS,
         "seed": integer(0, limits.MAX_SEED), "jobs": integer(0, 4096)}, src)

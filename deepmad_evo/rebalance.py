@@ -24,7 +24,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
-from scipy.optimize import LinearConstraint, minimize, nnls
+from scipy.optimize import LinearConstraint, minimize
 
 from .objective import evaluate_population
 from .polish import local_search, repair, violation
@@ -33,7 +33,6 @@ from .slsqp import AVAILABLE, Run
 from .units import smooth_squeeze
 
 _STEP = 1e-4  # forward-difference step, in grid-index units
-INACTIVE_SLACK = 2e-3  # a move breaking a budget inactive at the incumbent by more than this is screened last
 
 
 class WidthProblem:
@@ -250,75 +249,6 @@ def depth_neighbours(depth: np.ndarray, lo, hi) -> np.ndarray:
     return D[np.all((D >= np.asarray(lo)) & (D <= np.asarray(hi)), axis=1)]
 
 
-def _multipliers(wp: "WidthProblem", z: np.ndarray, tol: float = 1e-4) -> np.ndarray:
-    """KKT multipliers of the width optimum z: ∇f = Σ λ_i ∇g_i over the active constraints (λ ≥ 0, NNLS)."""
-    f, df, g, dG = wp._at(z)
-    lam = np.zeros(len(g))
-    active = np.flatnonzero(g > -tol)
-    if len(active):
-        free = (z > wp.lower + 1e-6) & (z < wp.upper - 1e-6)  # gradients vanish only along free widths
-        lam[active] = nnls(dG[active][:, free].T, df[free])[0]
-    return lam
-
-
-def depth_steps(problem: DeepMADProblem, x: np.ndarray, fx: float, moves: np.ndarray, rounds: int = 3,
-                screen: int = 6, polish: int = 2, maxiter: int = 30) -> tuple[np.ndarray, float]:
-    """Hill climbing over depth vectors from ``x``, each scored by its re-balanced widths.
-
-    Each round solves the incumbent's own widths (SLSQP in continuous grid-index space) and reads
-    the KKT multipliers λ of its active budgets; every depth vector one block away is screened by
-    the Lagrangian f − λ·g at those widths (one vectorised pass: the first-order estimate of its
-    re-balanced value, within ~0.1 % where no inactive budget becomes active), the ``screen``
-    best are re-balanced by SLSQP, the ``polish`` best of those rounded and polished by the
-    integer local search (``moves``), and the round moves to the best polished design if it
-    beats the incumbent. Stops after ``rounds`` rounds or when a round
-    finds nothing better. Returns (x, objective).
-    """
-    space = problem.space
-    S = space.num_stages
-    dcols = slice(1 + 3 * S, 1 + 4 * S)
-    lo, hi = np.asarray(space.depth_min), np.asarray(space.depth_max)
-    tried = {tuple(x[dcols])}
-    for r in range(rounds):
-        own = WidthProblem(problem, x)
-        z0, _ = own.solve(x[: own.n].astype(float), maxiter)
-        if not own.feasible(z0):
-            z0 = x[: own.n].astype(float)
-        lam = _multipliers(own, z0)
-        D = np.array([d for d in depth_neighbours(x[dcols], lo, hi) if tuple(d) not in tried])
-        if not len(D):
-            break
-        f, G = own.values(np.repeat(z0[None], len(D), 0), np.repeat(own.kernel, len(D), 0), D)
-        # A budget inactive at the incumbent (λ = 0) is not priced by the Lagrangian: moves that
-        # break one at the incumbent's widths (ρ of an early prefix, mostly) go last.
-        broken = np.any(G[:, lam == 0] > INACTIVE_SLACK, axis=1)
-        order = np.lexsort((-(f - G @ lam), broken))  # ties: the fixed order of depth_neighbours
-        scored = []
-        for k in order[:screen]:
-            d = D[k]
-            tried.add(tuple(d))
-            y = x.copy()
-            y[dcols] = d
-            wp = WidthProblem(problem, y)
-            z, v = wp.solve(z0, maxiter)
-            if wp.feasible(z):
-                scored.append((v, tuple(d), wp, z))
-        scored.sort(key=lambda s: (-s[0], s[1]))
-        best = (x, fx)
-        for v, _, wp, z in scored[:polish]:
-            xr = wp.round(z, moves)
-            if xr is None:
-                continue
-            xp, fp = local_search(problem, xr, moves)
-            if fp > best[1] + 1e-9:
-                best = (xp, fp)
-        if best[1] <= fx + 1e-9:
-            break
-        x, fx = best
-        tried.add(tuple(x[dcols]))
-    return x, fx
-
-
 def _choices(v: float, lo: float, hi: float) -> list[int]:
     """Grid indices to try for a real index v: its floor and ceiling, or v ± 1 when v is a grid point."""
     f = np.floor(v + 1e-9)
@@ -391,8 +321,8 @@ def _score(wp: WidthProblem, Z0: np.ndarray, D: np.ndarray, seen: dict, maxiter:
         seen[tuple(int(t) for t in e)] = (float(fe), ze)
 
 
-def depth_climb(problem: DeepMADProblem, x: np.ndarray, fx: float, moves: np.ndarray, rounds: int = 5,
-                beam: int = 3, keep: int = 2, maxiter: int = 100, max_calls: int = 50, own_calls: int = 300,
+def depth_moves(problem: DeepMADProblem, x: np.ndarray, fx: float, moves: np.ndarray, rounds: int = 5,
+                beam: int = 5, keep: int = 2, maxiter: int = 100, max_calls: int = 30, own_calls: int = 300,
                 relaxed_depths: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Beam search over depth vectors from ``x`` (and a relaxed optimum's depths), each scored by its
     re-balanced widths; then the best are rounded back to the grid.

@@ -34,7 +34,7 @@ from .parallel import run_tasks
 from .polish import local_search, neighbourhood
 from .polish import violation as _violation
 from .problem import Budget, DeepMADProblem
-from .rebalance import depth_climb, depth_steps
+from .rebalance import depth_moves
 from .space import SearchSpace
 
 Callback = Callable[[dict], None]
@@ -63,8 +63,7 @@ class SearchSettings:
     relax_evaluations: int = 40  # SLSQP evaluations per node of a relaxation step's dive
     pair_steps: tuple[int, ...] = (1, 2)  # step sizes of the two-variable trades in the local search
     transfer_steps: tuple[int, ...] = ()  # width steps of the depth-transfer moves of the last polishes (() = none)
-    depth_moves: int = 0  # rounds of integer-ranked depth steps with re-balanced widths (``rebalance.depth_steps``; 0 = none)
-    depth_climb: int = 0  # rounds of the continuous depth climb (``rebalance.depth_climb``) per final task (0 = none)
+    depth_moves: int = 0  # rounds of the depth search with re-balanced widths (``rebalance.depth_moves``; 0 = none)
     crossover_prob: float = 0.9  # SBX crossover probability
     crossover_eta: float = 15.0  # SBX distribution index
     mutation_eta: float = 20.0  # polynomial-mutation distribution index
@@ -354,7 +353,7 @@ def _tail_tasks(settings: SearchSettings) -> int:
 
 def _depth_move_tasks(settings: SearchSettings) -> int:
     """Final tasks that run depth moves: two (from the two best distinct chain results) when enabled."""
-    return 2 if (settings.depth_moves or settings.depth_climb) and settings.local_search else 0
+    return 2 if settings.depth_moves and settings.local_search else 0
 
 
 def polish_events(settings: SearchSettings) -> int:
@@ -387,12 +386,8 @@ def _tail(space, budget, alpha, beta, convention, settings, algorithm_callback, 
     if task < _depth_move_tasks(settings):  # one progress event per task, also without a start
         for x in starts:
             f0 = float(problem.evaluate_vectors(x[None])[0].objective[0])
-            x, f = x, f0
-            if settings.depth_moves:
-                x, f = depth_steps(problem, x, f, _moves(space, settings), rounds=settings.depth_moves)
-            if settings.depth_climb:
-                x, f = depth_climb(problem, x, f, _moves(space, settings), rounds=settings.depth_climb,
-                                   relaxed_depths=relaxed_depths(problem, x))
+            x, f = depth_moves(problem, x, f0, _moves(space, settings), rounds=settings.depth_moves,
+                               relaxed_depths=relaxed_depths(problem, x))
             if f > best_f:
                 best_x, best_f = x, f
         log({"phase": "polish", "step": task, "total": _depth_move_tasks(settings), "best_objective": float(best_f),
