@@ -258,7 +258,7 @@ def _choices(v: float, lo: float, hi: float) -> list[int]:
 
 def round_widths(problem: DeepMADProblem, x: np.ndarray, z: np.ndarray, moves: np.ndarray, top: int = 5,
                  combos: int = 8, window: tuple[int, ...] = (-1, 0, 1, 2), maxiter: int = 30,
-                 max_calls: int = 60, exact_btn: bool = True) -> tuple[np.ndarray, float] | None:
+                 max_calls: int = 30, exact_btn: bool = True) -> tuple[np.ndarray, float] | None:
     """The best integer design near the width optimum z of ``x``'s depths and kernels, polished.
 
     The stem and expansion indices are coarse (a step changes a bottleneck by 10–50 %), so each
