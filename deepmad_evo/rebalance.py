@@ -93,17 +93,6 @@ class WidthProblem:
             G = np.column_stack([ev.rho_prefix / self.budget.rho - 1.0, G])
         return ev.objective, G
 
-    def _at(self, z: np.ndarray):
-        key = z.tobytes()
-        if key not in self._cache:
-            self.calls += 1
-            if self.calls > self.max_calls:
-                raise _CallLimit
-            Z = np.vstack([z, z + _STEP * np.eye(self.n)])
-            f, G = self.values(Z)
-            self._cache = {key: (f[0], (f[1:] - f[0]) / _STEP, G[0], (G[1:] - G[0]).T / _STEP)}
-        return self._cache[key]
-
     def differences(self, Z: np.ndarray, kernel: np.ndarray | None = None, depth: np.ndarray | None = None):
         """f (N,), ∇f (N, n), G (N, m), ∂G/∂z (N, m, n) at the rows of Z by forward differences, in one call."""
         N, n = Z.shape
