@@ -4,16 +4,17 @@ At a local optimum of the integer search several budgets are active at once (ρ,
 so one more block in a stage only pays off when *every* width is re-balanced at the same time:
 no one- or two-variable step reaches it. This module solves that re-balance directly. For a
 fixed depth vector and fixed kernels, the widths (stem, stage channels, expansions) are made
-continuous in the grid's index space (linear interpolation between grid values) and the *exact*
-population objective (``objective.evaluate_population``, which accepts real inputs) is maximised
-by SLSQP with forward-difference gradients taken in one vectorised pass. That is ~10× cheaper
-than the relaxation of ``relax`` (no dual numbers) and scores the network itself, not a relaxed
-upper bound, so it ranks depth vectors faithfully. The best-ranked depth vectors are rounded
-(every floor/ceil combination of the widths in one pass), repaired and polished by the integer
-local search.
+continuous in the grid's index space (``WidthProblem``: linear interpolation between grid values)
+and the *exact* population objective (``objective.evaluate_population``, which accepts real
+inputs) is maximised by SLSQP with forward-difference gradients taken in one vectorised pass;
+the SLSQP runs of many depth vectors advance side by side, their evaluations batched into one
+call (``solve_widths``, ``slsqp.Run``). The value scores the network itself, not a relaxed upper
+bound, so it ranks depth vectors far better than the integer designs a search happened to reach.
 
-``depth_moves`` is the stage: hill climbing over depth vectors (one block more or less in a
-stage, or one block moved between two stages), each scored by its re-balanced widths.
+``depth_moves`` is the stage: a beam search over depth vectors (one block more or less in a
+stage, or one block moved between two stages), started at the design's depths and at the
+roundings of a relaxed optimum's depths; the best are rounded back to the grid on its exact
+bottleneck widths (``round_widths``) and polished by the integer local search.
 Deterministic: no randomness at all.
 """
 
@@ -147,35 +148,7 @@ class WidthProblem:
         return z, float(self._at(z)[0])
 
     def feasible(self, z: np.ndarray, tol: float = 1e-4) -> bool:
-        return bool(np.all(self._at(z)[2] <= tol))
-
-    def round(self, z: np.ndarray, moves: np.ndarray, max_free: int = 11) -> np.ndarray | None:
-        """The best feasible integer vector among the floor/ceil combinations of z's widths.
-
-        When none is feasible (integer bottlenecks are rounded to the channel multiple, which the
-        continuous widths are not), the least violating one is repaired by a least-violation
-        descent over ``moves`` (``polish.repair``); None when that gets stuck.
-        """
-        lo = np.floor(z).astype(np.int64)
-        frac = z - lo
-        free = [i for i in np.argsort(-np.minimum(frac, 1 - frac), kind="stable") if 1e-9 < frac[i] < 1 - 1e-9]
-        free = free[:max_free]
-        base = np.where(frac >= 0.5, lo + 1, lo)
-        X = np.repeat(self.x[None], 2 ** len(free), axis=0)
-        X[:, : self.n] = base
-        bits = (np.arange(2 ** len(free))[:, None] >> np.arange(len(free))) & 1
-        for b, i in zip(bits.T, free):
-            X[:, i] = lo[i] + b
-        xl, xu = self.space.bounds
-        X = np.clip(X, xl, xu)
-        if self.budget.monotone:
-            X = self.space.repair_monotone(X)
-        ev, G = self.problem.evaluate_vectors(X)
-        cv = violation(G)
-        if (cv <= 0).any():
-            return X[int(np.argmax(np.where(cv <= 0, ev.objective, -np.inf)))]
-        repaired = repair(self.problem, X[int(np.argmin(cv))], moves)
-        return None if repaired is None else repaired[0]
+        return bool(np.all(self.values(np.asarray(z, dtype=float)[None])[1] <= tol))
 
 
 def _bilinear(table: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
