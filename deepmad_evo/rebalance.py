@@ -122,7 +122,7 @@ class WidthProblem:
         row of ``solve_widths``.
         """
         if AVAILABLE:
-            Z, f = solve_widths(self, z0[None], maxiter=maxiter, max_calls=max_calls)
+            Z, f, _ = solve_widths(self, z0[None], maxiter=maxiter, max_calls=max_calls)
             return Z[0], float(f[0])
         z0 = np.clip(np.asarray(z0, dtype=float), self.lower, self.upper)
         self.calls, self.max_calls, last = 0, max_calls, [z0]
@@ -169,12 +169,13 @@ class _CallLimit(Exception):
 
 def solve_widths(wp: WidthProblem, Z0: np.ndarray, depths: np.ndarray | None = None, maxiter: int = 30,
                  max_calls: int = 40, lower: np.ndarray | None = None,
-                 upper: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 upper: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``WidthProblem.solve`` from every row of Z0 (K, n), side by side, for ``depths`` (K, S; default
     ``wp``'s own) and within the bounds ``lower`` / ``upper`` (K, n; default ``wp``'s): one batched
     evaluation per step of all waiting runs (``slsqp.Run``).
 
-    Returns the final points Z (K, n) and their objectives (K,), each run exactly as alone.
+    Returns the final points Z (K, n), their objectives (K,) and constraint matrix G (K, m; feasible
+    where every entry ≤ a small tolerance), each run exactly as alone.
     """
     Z0 = np.atleast_2d(np.asarray(Z0, dtype=float))
     K = len(Z0)
@@ -184,9 +185,10 @@ def solve_widths(wp: WidthProblem, Z0: np.ndarray, depths: np.ndarray | None = N
         for z0, d in zip(Z0, D):
             x = wp.x.copy()
             x[1 + 3 * wp.S:] = d
-            out.append(WidthProblem(wp.problem, x).solve(z0, maxiter, max_calls))
-        return np.array([z for z, _ in out]), np.array([f for _, f in out])
-    m = len(wp._at(np.clip(Z0[0], wp.lower, wp.upper))[2])
+            out.append(WidthProblem(wp.problem, x).solve(z0, maxiter, max_calls)[0])
+        Z = np.array(out)
+        return (Z, *wp.values(Z, np.repeat(wp.kernel, K, 0), D))
+    m = wp.values(np.clip(Z0[:1], wp.lower, wp.upper), wp.kernel, D[:1])[1].shape[1]
     lower = np.repeat(wp.lower[None], K, 0) if lower is None else lower
     upper = np.repeat(wp.upper[None], K, 0) if upper is None else upper
     runs = [Run(z0, lo, hi, m, maxiter, 1e-9, max_calls, wp.A) for z0, lo, hi in zip(Z0, lower, upper)]
@@ -199,7 +201,7 @@ def solve_widths(wp: WidthProblem, Z0: np.ndarray, depths: np.ndarray | None = N
         for i, k in enumerate(waiting):
             runs[k].feed(f[i], df[i], -g[i], -dG[i])
     Z = np.array([r.result()[0] for r in runs])
-    return Z, wp.values(Z, np.repeat(wp.kernel, K, 0), D)[0]
+    return (Z, *wp.values(Z, np.repeat(wp.kernel, K, 0), D))
 
 
 def depth_neighbours(depth: np.ndarray, lo, hi) -> np.ndarray:
@@ -242,8 +244,7 @@ def round_widths(problem: DeepMADProblem, x: np.ndarray, z: np.ndarray, moves: n
     lower[:, coarse] = upper[:, coarse] = C
     Z0 = np.repeat(np.clip(z, wp.lower, wp.upper)[None], K, 0)
     Z0[:, coarse] = C
-    Z, f = solve_widths(wp, Z0, None, maxiter, max_calls, lower, upper)
-    G = wp.values(Z)[1]
+    Z, f, G = solve_widths(wp, Z0, None, maxiter, max_calls, lower, upper)
     f = np.where(np.all(G <= 1e-4, axis=1), f, -np.inf)
     keep = [k for k in np.argsort(-f, kind="stable")[:combos] if np.isfinite(f[k])]
     if not keep:
@@ -276,8 +277,7 @@ def round_widths(problem: DeepMADProblem, x: np.ndarray, z: np.ndarray, moves: n
 def _score(wp: WidthProblem, Z0: np.ndarray, D: np.ndarray, seen: dict, maxiter: int, max_calls: int) -> None:
     """Re-balance the widths of depth vectors D (warm-started at Z0's rows), side by side; record (value, z) in
     ``seen`` (value −inf where the solve ends infeasible)."""
-    Z, f = solve_widths(wp, Z0, D, maxiter, max_calls)
-    G = wp.values(Z, np.repeat(wp.kernel, len(D), 0), D)[1]
+    Z, f, G = solve_widths(wp, Z0, D, maxiter, max_calls)
     f = np.where(np.all(G <= 1e-4, axis=1), f, -np.inf)
     for e, fe, ze in zip(D, f, Z):
         seen[tuple(int(t) for t in e)] = (float(fe), ze)

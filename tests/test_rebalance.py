@@ -124,7 +124,7 @@ def test_side_by_side_width_solves_are_the_solves_one_by_one():
     wp = WidthProblem(p, x)
     z0 = x[: wp.n].astype(float)
     D = depth_neighbours(x[1 + 3 * S:], p.space.depth_min, p.space.depth_max)[:6]
-    Z, f = solve_widths(wp, np.repeat(z0[None], len(D), 0), D, maxiter=30, max_calls=40)
+    Z, f, _ = solve_widths(wp, np.repeat(z0[None], len(D), 0), D, maxiter=30, max_calls=40)
     for d, z, v in zip(D, Z, f):
         y = x.copy()
         y[1 + 3 * S:] = d
