@@ -5,7 +5,7 @@ import sys
 
 CORE = ["deepmad_evo", "deepmad_evo.genotype", "deepmad_evo.units", "deepmad_evo.costs", "deepmad_evo.objective", "deepmad_evo.polish",
         "deepmad_evo.space", "deepmad_evo.problem", "deepmad_evo.search", "deepmad_evo.config", "deepmad_evo.report", "deepmad_evo.pareto",
-        "deepmad_evo.relax", "deepmad_evo.rebalance", "deepmad_evo.polish", "deepmad_evo.io", "deepmad_evo.latency", "deepmad_evo.latency.table",
+        "deepmad_evo.relax", "deepmad_evo.rebalance", "deepmad_evo.slsqp", "deepmad_evo.polish", "deepmad_evo.io", "deepmad_evo.latency", "deepmad_evo.latency.table",
         "deepmad_evo.latency.model", "deepmad_evo.latency.plan", "deepmad_evo.latency.ops", "deepmad_evo.latency.profile", "deepmad_evo.studies.sampling"]
 
 
