@@ -11,7 +11,8 @@ from deepmad_evo.polish import neighbourhood, violation
 from deepmad_evo.problem import DeepMADProblem
 from scipy.optimize import nnls
 
-from deepmad_evo.rebalance import WidthProblem, depth_moves, depth_neighbours, round_widths, solve_widths
+from deepmad_evo.rebalance import (WidthProblem, _channel_candidates, depth_moves, depth_neighbours, round_widths,
+                                   solve_widths)
 from deepmad_evo.search import SearchSettings, polish_events, run_search
 from deepmad_evo.units import se_width, smooth_squeeze
 
@@ -141,11 +142,59 @@ def test_rounding_returns_a_feasible_polished_design_of_the_depths():
     z, _ = wp.solve(x[: wp.n].astype(float), maxiter=100, max_calls=300)
     moves = neighbourhood(space.n_var, transfers=(1, 2), depth_cols=range(1 + 3 * S, 1 + 4 * S),
                           width_cols=range(1 + 2 * S))
-    y, fy = round_widths(p, x, z, moves)
+    [(y, fy)] = round_widths(p, x, [(x[1 + 3 * S:], z)], moves)
     ev, G = p.evaluate_vectors(y[None])
     assert violation(G)[0] <= 0 and fy == pytest.approx(ev.objective[0])
     # The integer design the search reached at these depths is a rounding the stage must not lose to.
     assert fy >= p.evaluate_vectors(x[None])[0].objective[0]
+
+
+def test_channel_candidates_include_the_ends_of_bottleneck_plateaus():
+    # r18's grid: channels 8, 16, ..., 2048 at expansion 0.1, btn = max(8, floor(0.1 c / 8 + 1/2) * 8).
+    # By hand: c = 592 -> 7.4 -> 56; c = 600 -> 7.5 -> 64; c = 672 -> 8.4 -> 64; c = 680 -> 8.5 -> 72.
+    # So 600 lies on the plateau 600..672 (btn 64) and the plateau below it (btn 56) ends at 592.
+    channels = np.arange(8, 2049, 8)
+    btn = np.maximum(8, np.floor(0.1 * channels / 8 + 0.5) * 8)
+    index = {int(c): i for i, c in enumerate(channels)}
+    assert [int(btn[index[c]]) for c in (592, 600, 672, 680)] == [56, 64, 64, 72]
+    assert _channel_candidates(btn, index[600], (0,)) == [index[592], index[600], index[672]]
+    assert _channel_candidates(btn, index[600], (-1, 0, 1)) == [index[592], index[600], index[608], index[672]]
+    # btn 8 up to c = 112 (1.4 + 1/2 -> 1), 16 from c = 120 (1.5 + 1/2 -> 2); nothing below the first plateau.
+    assert [int(btn[index[c]]) for c in (8, 112, 120)] == [8, 8, 16]
+    assert _channel_candidates(btn, 0, (0, 1)) == [0, 1, index[112]]
+
+
+# r18's seed-0 design of the previous release (34 843.78): its chains and its depth search ended at
+# depths (1, 5, 10, 11, 14), whose continuous width optimum ranks below (1, 5, 11, 11, 13) and
+# relatives; those score 0.2-0.4 % above the best design's depths in the continuous widths, but
+# their integer designs fall 0.6 % below it (their ρ is met only with fractional bottlenecks).
+R18_START = ("i224_c3_n1000 stem_k3_s2_c56 bneck_d1_k5_s2_b32_c72 bneck_d5_k5_s2_b48_c448 "
+             "bneck_d10_k5_s2_b64_c624 bneck_d11_k5_s1_b64_c656 bneck_d14_k5_s2_b96_c992")
+# The best r18 design known before the integer ranking existed (benchmarks/best_known.json at the time).
+R18_PREVIOUS_BEST = ("i224_c3_n1000 stem_k3_s2_c48 bneck_d1_k5_s2_b32_c80 bneck_d6_k5_s2_b40_c432 "
+                     "bneck_d11_k5_s2_b64_c672 bneck_d11_k5_s1_b64_c672 bneck_d11_k5_s2_b104_c1072")
+
+
+def test_depth_moves_rank_depth_vectors_by_their_integer_designs():
+    """The continuous value misranks r18's depth vectors; rounding the ten best finds the best basin."""
+    p = _problem("r18")
+    space = p.space
+    S = space.num_stages
+    x = space.encode(Genotype.from_text(R18_START))
+    f0 = float(p.evaluate_vectors(x[None])[0].objective[0])
+    reference = float(p.evaluate_vectors(space.encode(Genotype.from_text(R18_PREVIOUS_BEST))[None])[0].objective[0])
+    assert f0 < 0.999 * reference
+    moves = neighbourhood(space.n_var, transfers=(1, 2), depth_cols=range(1 + 3 * S, 1 + 4 * S),
+                          width_cols=range(1 + 2 * S))
+    from deepmad_evo.relax.step import relaxed_depths
+
+    y, fy = depth_moves(p, x, f0, moves, rounds=3, relaxed_depths=relaxed_depths(p, x))
+    ev, G = p.evaluate_vectors(y[None])
+    assert violation(G)[0] <= 0 and fy == pytest.approx(ev.objective[0])
+    assert fy >= reference
+    # Ranked by the continuous value alone (the two best rounded), the stage stays 0.1 % short.
+    y2, f2 = depth_moves(p, x, f0, moves, rounds=3, keep=2, relaxed_depths=relaxed_depths(p, x))
+    assert f2 < 0.999 * reference
 
 
 # mb-89m's seed-1 design of the previous release (43 579.12): its chains ended in the depth basin
