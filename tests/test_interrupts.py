@@ -24,7 +24,16 @@ from proctools import group_members, kill_group, start_cli, wait_group_empty
 # Seconds: what is asserted is generous for a loaded 2-core machine; what is measured is printed.
 STOP_WITHIN = 5.0
 GONE_WITHIN = 5.0
-RNG = random.Random(int(os.environ.get("FAULT_SEED", time.time_ns() % 2**32)))
+RNG = random.Random()
+
+
+@pytest.fixture(autouse=True)
+def _fault_seed():
+    """Each test draws its fault moments from its own seed and prints it (pytest shows it when the test
+    fails): ``FAULT_SEED=<seed> python -m pytest -m slow -k <test>`` replays the same moments."""
+    seed = int(os.environ["FAULT_SEED"]) if "FAULT_SEED" in os.environ else time.time_ns() % 2**32
+    RNG.seed(seed)
+    print(f"FAULT_SEED={seed}")
 
 
 def _long_config(tmp_path: Path, generations: int = 400) -> Path:
