@@ -294,7 +294,7 @@ def _roundings(problem: DeepMADProblem, x: np.ndarray, items: list, lean: bool, 
     Z0, D, owner = np.array(rows), np.array(depths, dtype=np.int64), np.array(owner)
     lower, upper = np.repeat(wp.lower[None], len(Z0), 0), np.repeat(wp.upper[None], len(Z0), 0)
     lower[:, coarse] = upper[:, coarse] = Z0[:, coarse]
-    solved = [solve_widths(WidthProblem(problem, x, exact_btn=m), Z0, D, maxiter, max_calls, lower, upper)
+    solved = [solve_widths(wp if m else WidthProblem(problem, x), Z0, D, maxiter, max_calls, lower, upper)
               for m in models]
     Z, f, G = (np.concatenate(a) for a in zip(*solved))
     Z0, D, owner = (np.concatenate([a] * len(models)) for a in (Z0, D, owner))
